@@ -1,0 +1,42 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="unetr_pp",
+    version="0.1.0",
+    description="Self-configuring 3D medical image segmentation: UNETR++, UNETR, UX-Net family, nnU-Net UNet",
+    long_description=Path(__file__).with_name("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["unetr_pp", "unetr_pp.*"]),
+    package_data={"unetr_pp": ["planning/presets/*.json"]},
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "SimpleITK>=2.2",
+        "nibabel>=5.0",
+        "scikit-image>=0.21",
+        "batchgenerators>=0.25",
+        "medpy>=0.5.2",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "monai>=1.3",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-xdist>=3"],
+    },
+    entry_points={
+        "console_scripts": [
+            "unetr_pp_make_demo_task=unetr_pp.cli.make_demo_task:main",
+            "unetr_pp_convert_task=unetr_pp.cli.convert_task:main",
+            "unetr_pp_plan_and_preprocess=unetr_pp.cli.plan_and_preprocess:main",
+            "unetr_pp_train=unetr_pp.cli.train:main",
+            "unetr_pp_predict=unetr_pp.cli.predict:main",
+            "unetr_pp_evaluate=unetr_pp.cli.evaluate:main",
+            "unetr_pp_model_summary=unetr_pp.cli.model_summary:main",
+            "unetr_pp_compare=unetr_pp.cli.compare:main",
+        ]
+    },
+)

@@ -1,0 +1,1 @@
+"""Raw task checks and producers: integrity verification, converters, synthetic demo task."""

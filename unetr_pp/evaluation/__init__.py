@@ -1,0 +1,1 @@
+"""Metrics (Dice, HD95), evaluation protocols and reports (json/csv/md)."""

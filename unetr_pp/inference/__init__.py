@@ -1,0 +1,1 @@
+"""Sliding-window prediction, fold ensembling, test-time augmentation, export to original geometry."""

@@ -1,0 +1,1 @@
+"""One module per architecture, shared blocks, the registry and complexity counting."""

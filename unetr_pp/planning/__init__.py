@@ -1,0 +1,1 @@
+"""Experiment planner, network topology, plans model (JSON), presets and overrides."""

@@ -1,0 +1,1 @@
+"""Cropping, fingerprint, normalization, resampling and the (parallel, resumable) preprocessor."""

@@ -1,0 +1,1 @@
+"""Trainer base, per-architecture trainers, losses, LR schedule, data loading, splits, checkpoints."""

@@ -1,0 +1,93 @@
+"""Atomic writes (temp file + rename) and JSON helpers with clear errors."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from unetr_pp.utilities.errors import UnetrPPError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it.
+
+    `suffix` defaults to the full ending of `path` (e.g. `.nii.gz`) so writers that pick a format
+    from the file name still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = "".join(path.suffixes) or ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
+
+
+def save_json(obj: Any, path: str | os.PathLike, indent: int = 2) -> None:
+    """Write `obj` as JSON atomically (numpy scalars/arrays and Paths are converted)."""
+    text = json.dumps(obj, indent=indent, default=_json_default, allow_nan=True)
+    with atomic_path(path, suffix=".tmp") as tmp:
+        tmp.write_text(text + "\n")
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; a missing or malformed file raises UnetrPPError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UnetrPPError(f"{path}: file not found") from None
+    except OSError as err:
+        raise UnetrPPError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UnetrPPError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+
+
+def save_npy(array: np.ndarray, path: str | os.PathLike) -> None:
+    """Write a .npy file atomically."""
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, array)
+
+
+def check_writable_dir(path: str | os.PathLike) -> Path:
+    """Create `path` if needed and make sure files can be written into it (else UnetrPPError)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write_probe.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UnetrPPError(f"{path}: output folder cannot be written ({err.strerror})") from None
+    return path
