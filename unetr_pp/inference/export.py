@@ -1,0 +1,117 @@
+"""Export predictions to the original image geometry: resample, labels, uncrop, transpose back, write.
+
+Probabilities arrive in the preprocessed space (transposed axes, spacing of the plans, cropped). They
+are resampled to the cropped original shape (linear, the out-of-plane axis separately with nearest
+when the spacing is anisotropic, as nnU-Net does), turned into labels (argmax, or region thresholds
+written in `regions_class_order`), transposed back, put into the uncropped volume (background elsewhere)
+and written with the input's spacing, origin and direction.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from unetr_pp.io.images import Geometry, image_ending, write_image
+from unetr_pp.utilities.errors import UnetrPPError
+from unetr_pp.utilities.files import atomic_path, save_json
+
+DEFAULT_SEPARATE_Z_THRESHOLD = 3.0
+
+
+def separate_z_axis(current_spacing: Sequence[float], target_spacing: Sequence[float],
+                    threshold: float = DEFAULT_SEPARATE_Z_THRESHOLD) -> int | None:
+    """The axis to resample on its own (nnU-Net rule): the single coarsest axis of whichever spacing is anisotropic."""
+    for spacing in (current_spacing, target_spacing):
+        spacing = np.asarray(spacing, dtype=float)
+        if spacing.max() / spacing.min() > threshold:
+            coarsest = np.flatnonzero(spacing == spacing.max())
+            return int(coarsest[0]) if len(coarsest) == 1 else None
+    return None
+
+
+def resample_probabilities(probabilities: np.ndarray, new_shape: Sequence[int], axis: int | None) -> np.ndarray:
+    """(K, z, y, x) -> (K, *new_shape) float32: linear (half-voxel aligned); if `axis` is given, nearest along it."""
+    new_shape = tuple(int(s) for s in new_shape)
+    if tuple(probabilities.shape[1:]) == new_shape:
+        return probabilities.astype(np.float32, copy=False)
+    x = torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float32))
+    if axis is None:
+        return F.interpolate(x[None], size=new_shape, mode="trilinear", align_corners=False)[0].numpy()
+    in_plane = [a for a in range(3) if a != axis]
+    x = x.movedim(axis + 1, 1)  # (K, n_axis, a, b): slices along `axis` become the batch of a 2D resize
+    x = F.interpolate(x, size=[new_shape[a] for a in in_plane], mode="bilinear", align_corners=False)
+    x = F.interpolate(x.movedim(1, -1), size=[new_shape[in_plane[1]], new_shape[axis]], mode="nearest-exact")
+    return x.movedim(-1, axis + 1).contiguous().numpy()
+
+
+def probabilities_to_labels(probabilities: np.ndarray, regions_class_order: Sequence[int] | None) -> np.ndarray:
+    """(K, z, y, x) -> (z, y, x) labels: argmax, or for regions each sigmoid > 0.5 writes its label in order."""
+    if regions_class_order is None:
+        labels = probabilities.argmax(0)
+    else:
+        if len(regions_class_order) != probabilities.shape[0]:
+            raise UnetrPPError(f"regions_class_order {list(regions_class_order)} has {len(regions_class_order)} "
+                               f"entries but the network predicts {probabilities.shape[0]} regions")
+        labels = np.zeros(probabilities.shape[1:], dtype=np.int64)
+        for region, label in zip(probabilities, regions_class_order):
+            labels[region > 0.5] = label
+    return labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16)
+
+
+def _uncrop(array: np.ndarray, properties: dict, background: np.ndarray | None = None) -> np.ndarray:
+    """(..., cropped z, y, x) -> (..., original z, y, x): zeros, or per-channel `background`, outside the crop box."""
+    out = np.zeros(array.shape[:-3] + tuple(int(s) for s in properties["original_shape"]), dtype=array.dtype)
+    if background is not None:
+        out[...] = background.reshape(-1, 1, 1, 1)
+    box = tuple(slice(int(lo), int(hi)) for lo, hi in properties["bbox"])
+    out[(...,) + box] = array
+    return out
+
+
+def _to_original_axes(array: np.ndarray, transpose_forward: Sequence[int]) -> np.ndarray:
+    """Undo `transpose_forward` on the last three axes."""
+    backward = [int(i) for i in np.argsort(transpose_forward)]
+    lead = list(range(array.ndim - 3))
+    return array.transpose(lead + [len(lead) + b for b in backward])
+
+
+def check_properties(properties: dict) -> None:
+    """Raise UnetrPPError naming the case when export keys are missing from its properties."""
+    needed = ("geometry", "original_shape", "bbox", "shape_after_cropping", "original_spacing",
+              "transpose_forward", "spacing_after_resampling")
+    missing = [k for k in needed if k not in properties]
+    if missing:
+        raise UnetrPPError(f"case {properties.get('case_id', '?')}: properties lack {', '.join(missing)}")
+
+
+def export_prediction(probabilities: np.ndarray, properties: dict, output_file: str | os.PathLike,
+                      regions_class_order: Sequence[int] | None = None, save_probabilities: bool = False,
+                      separate_z_threshold: float = DEFAULT_SEPARATE_Z_THRESHOLD) -> None:
+    """Write (K, z, y, x) preprocessed-space probabilities as a label image in the case's original geometry.
+
+    With `save_probabilities`, also `<case>.npz` (key `probabilities`, (K, z, y, x) original axes and shape)
+    and `<case>.json` (the properties) beside the image.
+    """
+    check_properties(properties)
+    output_file = Path(output_file)
+    transpose = [int(t) for t in properties["transpose_forward"]]
+    cropped_shape = [int(properties["shape_after_cropping"][t]) for t in transpose]
+    target_spacing = [float(properties["original_spacing"][t]) for t in transpose]
+    axis = separate_z_axis(properties["spacing_after_resampling"], target_spacing, separate_z_threshold)
+    probs = resample_probabilities(probabilities, cropped_shape, axis)
+    labels = _uncrop(_to_original_axes(probabilities_to_labels(probs, regions_class_order), transpose), properties)
+    write_image(labels, Geometry.from_json(properties["geometry"]), output_file)
+    if save_probabilities:
+        background = np.zeros(len(probs), dtype=np.float32)
+        if regions_class_order is None:
+            background[0] = 1.0
+        full = _uncrop(_to_original_axes(probs, transpose), properties, background)
+        stem = output_file.name[: -len(image_ending(output_file))]
+        with atomic_path(output_file.with_name(stem + ".npz"), suffix=".npz") as tmp:
+            np.savez_compressed(tmp, probabilities=full.astype(probabilities.dtype, copy=False))
+        save_json(properties, output_file.with_name(stem + ".json"))
