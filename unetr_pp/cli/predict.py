@@ -1,0 +1,90 @@
+"""`unetr_pp_predict`: predict a folder of raw cases with a trained model (folds ensembled), original geometry out."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+import torch
+
+from unetr_pp.inference.models import DEFAULT_CHECKPOINT, load_trained_model, trained_model_folder
+from unetr_pp.inference.predictor import PredictionOptions, predict_folder
+from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, resolve_task, results_folder
+from unetr_pp.utilities.errors import cli_main, problems_error
+
+
+def _fold(value: str) -> str:
+    if value != "all" and not value.isdigit():
+        raise argparse.ArgumentTypeError(f"fold must be a number or 'all', not {value!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of `unetr_pp_predict`."""
+    p = argparse.ArgumentParser(
+        prog="unetr_pp_predict",
+        description="Predict every case of a folder (<case_id>_0000.nii.gz, _0001, ...) with a trained model; "
+                    "writes <OUT>/<case_id>.<ending> in each input's original geometry.",
+    )
+    p.add_argument("-i", "--input", required=True, help="folder with the images to predict (named as imagesTr)")
+    p.add_argument("-o", "--output", required=True, help="output folder (must not be the input folder)")
+    p.add_argument("-t", "--task", required=True, help="task id or name, e.g. 2 or Task002_Synapse")
+    p.add_argument("-tr", "--trainer", required=True, help="trainer name used for training, e.g. unetr_pp_trainer")
+    p.add_argument("-m", "--configuration", default="3d_fullres", help="plans configuration (default 3d_fullres)")
+    p.add_argument("-f", "--folds", nargs="+", type=_fold, default=None,
+                   help="folds to ensemble, e.g. 0 1 2 3 4 or all (default: every fold folder present)")
+    p.add_argument("-chk", "--checkpoint", default=DEFAULT_CHECKPOINT,
+                   help=f"checkpoint name in each fold folder (default {DEFAULT_CHECKPOINT}; e.g. model_best)")
+    p.add_argument("-p", "--plans_identifier", default=DEFAULT_PLANS_IDENTIFIER,
+                   help=f"plans identifier (default {DEFAULT_PLANS_IDENTIFIER})")
+    step = p.add_mutually_exclusive_group()
+    step.add_argument("--step_size", type=float, default=0.5,
+                      help="window step as a fraction of the patch (default 0.5)")
+    step.add_argument("--overlap", type=float, default=None, help="window overlap = 1 - step_size (MONAI style)")
+    p.add_argument("--sw_batch_size", type=int, default=4, help="windows per forward pass (default 4)")
+    p.add_argument("--disable_tta", action="store_true", help="no test-time mirroring (8x faster)")
+    p.add_argument("--mirror_axes", type=int, nargs="+", choices=(0, 1, 2), default=[0, 1, 2],
+                   help="axes (z y x of the plans) mirrored for test-time augmentation (default 0 1 2)")
+    p.add_argument("--save_probabilities", action="store_true",
+                   help="also write <case_id>.npz (probabilities) and <case_id>.json (properties)")
+    p.add_argument("--overwrite", action="store_true", help="predict cases whose output already exists")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default cuda when available)")
+    p.add_argument("--accumulate", choices=("auto", "device", "cpu"), default="auto",
+                   help="where blended logits are kept: auto = on the device when it has room (default)")
+    p.add_argument("-npp", "--num_processes_preprocessing", type=int, default=2,
+                   help="processes preprocessing the next cases (0 = in the main process; default 2)")
+    p.add_argument("-nps", "--num_processes_export", type=int, default=2,
+                   help="processes exporting finished cases (0 = in the main process; default 2)")
+    return p
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `unetr_pp_predict`."""
+    args = build_parser().parse_args(argv)
+    step_size = 1.0 - args.overlap if args.overlap is not None else args.step_size
+    options = PredictionOptions(
+        step_size=step_size, sw_batch_size=args.sw_batch_size,
+        mirror_axes=() if args.disable_tta else tuple(args.mirror_axes), accumulate=args.accumulate,
+        save_probabilities=args.save_probabilities, overwrite=args.overwrite,
+        num_processes_preprocessing=args.num_processes_preprocessing, num_processes_export=args.num_processes_export,
+    )
+    task = resolve_task(args.task, [results_folder() / args.configuration])
+    folder = trained_model_folder(task, args.trainer, args.configuration, args.plans_identifier)
+    model = load_trained_model(folder, args.folds, args.checkpoint, args.device)
+    print(f"{model.network_name} from {folder}, folds {' '.join(model.folds)}, step {step_size:g}, "
+          f"TTA {'off' if not options.mirror_axes else 'axes ' + str(list(options.mirror_axes))}, device {args.device}")
+    report = predict_folder(args.input, args.output, model, options, args.device)
+    print(f"wrote {len(report.written)} case(s) to {args.output}", end="")
+    if report.skipped:
+        print(f"; skipped {len(report.skipped)} with existing output (use --overwrite)", end="")
+    print()
+    if report.failed:
+        raise problems_error(f"prediction failed for {len(report.failed)} case(s)",
+                             [f"{case_id}: {reason}" for case_id, reason in report.failed.items()])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
