@@ -6,8 +6,10 @@ expected output is the argmax of the folds' mean softmax computed directly.
 """
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +212,17 @@ def test_bad_options_are_rejected_before_any_work(tmp_path, fakes, trained, caps
 def test_module_runs_as_a_script():
     out = subprocess.run([sys.executable, "-m", "unetr_pp.cli.predict", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--overlap" in out.stdout and "-chk" in out.stdout
+
+
+def test_preprocessing_pool_keeps_case_order_and_reports_errors(tmp_path):
+    write_case(tmp_path, "a", seed=1)
+    write_case(tmp_path, "b", seed=2)
+    write_case(tmp_path, "c", seed=3)
+    (tmp_path / "b_0000.nii.gz").write_bytes(b"not an image")
+    cases = list_input_cases(tmp_path, 2)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(predictor._preprocessed(identity_preprocess, cases, PLANS, "3d_fullres", pool, 1))
+    assert [case.case_id for case, _ in results] == ["a", "b", "c"]
+    assert isinstance(results[1][1], UnetrPPError) and "b_0000.nii.gz" in str(results[1][1])
+    data, properties = results[2][1]
+    assert data.shape == (2, 5, 11, 9) and properties["case_id"] == "c"

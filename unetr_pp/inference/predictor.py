@@ -12,7 +12,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -94,13 +94,13 @@ def _pool(workers: int, stack: ExitStack) -> Executor | None:
     return stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
 
 
-def _preprocessed(cases: list[InputCase], plans: dict, configuration: str, pool: Executor | None,
+def _preprocessed(preprocess: Callable, cases: list[InputCase], plans: dict, configuration: str, pool: Executor | None,
                   workers: int) -> Iterator[tuple[InputCase, tuple[np.ndarray, dict] | BaseException]]:
-    """Yield (case, (data, properties) or the error), preprocessing up to `workers` + 1 cases ahead."""
+    """Yield (case, `preprocess(...)` or its error) in order, preprocessing up to `workers` + 1 cases ahead."""
     if pool is None:
         for case in cases:
             try:
-                yield case, preprocess_case(case.case_id, case.images, plans, configuration)
+                yield case, preprocess(case.case_id, case.images, plans, configuration)
             except Exception as err:  # one bad case must not stop the others
                 yield case, err
         return
@@ -108,14 +108,14 @@ def _preprocessed(cases: list[InputCase], plans: dict, configuration: str, pool:
     queue: deque[tuple[InputCase, Future]] = deque()
     remaining = iter(cases)
     for case in remaining:
-        queue.append((case, pool.submit(preprocess_case, case.case_id, case.images, plans, configuration)))
+        queue.append((case, pool.submit(preprocess, case.case_id, case.images, plans, configuration)))
         if len(queue) >= ahead:
             break
     while queue:
         case, future = queue.popleft()
         nxt = next(remaining, None)
         if nxt is not None:
-            queue.append((nxt, pool.submit(preprocess_case, nxt.case_id, nxt.images, plans, configuration)))
+            queue.append((nxt, pool.submit(preprocess, nxt.case_id, nxt.images, plans, configuration)))
         try:
             yield case, future.result()
         except Exception as err:
@@ -151,7 +151,7 @@ def predict_folder(input_folder: str | os.PathLike, output_folder: str | os.Path
         pre_pool = _pool(options.num_processes_preprocessing, stack)
         export_pool = _pool(options.num_processes_export, stack)
         runnable = [c for c in todo if not c.problem]
-        stream = _preprocessed(runnable, model.plans, model.configuration, pre_pool,
+        stream = _preprocessed(preprocess_case, runnable, model.plans, model.configuration, pre_pool,
                                options.num_processes_preprocessing)
         for case, result in tqdm(stream, total=len(runnable), desc="predicting", unit="case"):
             if isinstance(result, BaseException):
