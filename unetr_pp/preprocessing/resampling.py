@@ -68,9 +68,13 @@ def _axis_operator(n_in: int, n_out: int, order: int) -> np.ndarray:
 
 
 def _apply_along(volume: np.ndarray, operator: np.ndarray, axis: int) -> np.ndarray:
-    """Multiply `operator` (n_out, n_in) into `volume` along `axis`."""
-    moved = np.moveaxis(volume, axis, -1)
-    return np.moveaxis(moved @ operator.T, -1, axis)
+    """Multiply `operator` (n_out, n_in) into C-contiguous `volume` along `axis` (plain GEMMs, no copies)."""
+    shape = volume.shape
+    if axis == volume.ndim - 1:
+        out = volume.reshape(-1, shape[-1]) @ operator.T
+    else:
+        out = operator @ volume.reshape(int(np.prod(shape[:axis])), shape[axis], -1)
+    return out.reshape(shape[:axis] + (operator.shape[0],) + shape[axis + 1:])
 
 
 def _zoom(
@@ -85,7 +89,7 @@ def _zoom(
     todo = sorted((a for a in axes if image.shape[a] != new_shape[a]), key=lambda a: new_shape[a] / image.shape[a])
     out = np.ascontiguousarray(image, dtype=np.float32)
     for axis in todo:
-        out = np.ascontiguousarray(_apply_along(out, _axis_operator(image.shape[axis], new_shape[axis], order), axis))
+        out = _apply_along(out, _axis_operator(image.shape[axis], new_shape[axis], order), axis)
     if clip and order > 1 and todo:
         others = tuple(a for a in range(image.ndim) if a not in axes)
         reduce = tuple(a for a in range(image.ndim) if a not in others)
