@@ -18,7 +18,12 @@ Why cropping to the union bounding box (margin 1) gives bit-identical numbers:
   in a later pass. So lines outside the crop contribute nothing, and every comparison inside the
   crop sees the same candidates in the same order. All arithmetic uses coordinate *differences*
   (translation invariant, exact in float64), so the chosen feature and the distance are the same
-  bits; the crop cutting the volume changes nothing because no feature lies outside it.
+  bits; the crop cutting the volume changes nothing because no feature lies outside it. The one
+  stateful step, the walk along the candidate list when assigning voxels of a line, starts at the
+  first candidate at the crop edge instead of carrying its position in from outside the crop; it
+  still ends on the same candidate because the difference of two candidates' squared distances is
+  linear and strictly monotone along the line (it changes by >= 2*spacing^2 per voxel, far above
+  rounding), so a candidate passed before the crop edge would be passed again there.
 - The percentile only depends on the multiset of distances, not on their order.
 Distances are computed only at the query surface voxels, with scipy's own formula
 (integer offset -> float64, times spacing, squared, summed over axes in order, sqrt).
