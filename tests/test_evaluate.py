@@ -183,14 +183,23 @@ def test_cli_reports_every_geometry_mismatch(folders, capsys):
     assert not (pred_dir / "summary.json").exists()
 
 
-def test_cli_rejects_labels_outside_the_protocol(folders, capsys):
+def test_cli_rejects_labels_outside_the_protocol(folders, tmp_path, capsys):
     ref_dir, pred_dir = folders
     pred, _ = read_image(pred_dir / "case_b.nii.gz")
     pred[5, 7, 8] = 7
     write_image(pred, GEOMETRY, pred_dir / "case_b.nii.gz")
-    err = _error(capsys, ["-ref", str(ref_dir), "-pred", str(pred_dir), "--protocol", "acdc", "-np", "1"])
+    out_dir = tmp_path / "new" / "out"
+    argv = ["-ref", str(ref_dir), "-pred", str(pred_dir), "--protocol", "acdc", "-np", "1", "-o", str(out_dir)]
+    err = _error(capsys, argv)
     assert f"{pred_dir / 'case_b.nii.gz'}: label value(s) [7] not in the protocol's labels [0, 1, 2, 3]" in err
-    assert not (pred_dir / "summary.json").exists()
+    assert not (tmp_path / "new").exists()
+
+
+def test_output_folder_that_cannot_be_created(folders, tmp_path, capsys):
+    ref_dir, pred_dir = folders
+    (tmp_path / "file").write_text("x")
+    err = _error(capsys, ["-ref", str(ref_dir), "-pred", str(pred_dir), "-o", str(tmp_path / "file" / "out")])
+    assert f"{tmp_path / 'file' / 'out'}: output folder cannot be created ({tmp_path / 'file'} is not a folder)" in err
 
 
 def test_cli_unreadable_and_non_label_files(folders, capsys):

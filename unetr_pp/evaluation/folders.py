@@ -29,7 +29,6 @@ from unetr_pp.evaluation.protocols import Protocol, Target, label_target, resolv
 from unetr_pp.evaluation.report import build_summary, write_reports
 from unetr_pp.io.images import SUPPORTED_ENDINGS, Geometry, image_ending, read_image
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
-from unetr_pp.utilities.files import check_writable_dir
 
 DEFAULT_NUM_PROCESSES = min(4, os.cpu_count() or 1)
 
@@ -138,6 +137,20 @@ def as_label_array(array: np.ndarray, path: Path) -> np.ndarray:
     return array
 
 
+def check_output_dir(out_dir: Path) -> None:
+    """UnetrPPError unless `out_dir` (or, if it does not exist yet, its nearest existing parent) is writable.
+
+    Nothing is created here, so a failed evaluation leaves no empty output folder behind.
+    """
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UnetrPPError(f"{out_dir}: output folder cannot be created ({existing} is not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UnetrPPError(f"{out_dir}: output folder cannot be written ({existing} is not writable)")
+
+
 _Result = tuple[dict | None, list[str], list[int]]
 
 
@@ -202,7 +215,7 @@ def evaluate_folders(
     chosen: Protocol | None = resolve_protocol(protocol, labels, dataset_json, ref_dir)
     pairs = match_cases(ref_dir, pred_dir, only_predicted)
     if out_dir is not None:
-        check_writable_dir(out_dir)
+        check_output_dir(Path(out_dir))
     check_headers(pairs)
     jobs = [
         _Job(case, ref, pred, chosen.targets if chosen else None, chosen.allowed if chosen else None, hd95_unit, empty)
