@@ -6,12 +6,7 @@ import pytest
 import SimpleITK as sitk
 from skimage.transform import resize
 
-from unetr_pp.inference.export import (
-    export_prediction,
-    probabilities_to_labels,
-    resample_probabilities,
-    separate_z_axis,
-)
+from unetr_pp.inference.export import export_prediction, probabilities_to_labels
 from unetr_pp.io import Geometry, read_image, write_image
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import load_json
@@ -136,30 +131,6 @@ def test_many_labels_use_uint16():
     probs[0, 0, 0, 1] = 1
     labels = probabilities_to_labels(probs, None)
     assert labels.dtype == np.uint16 and labels.tolist() == [[[299, 0]]]
-
-
-def test_linear_resampling_matches_skimage():
-    probs = np.random.default_rng(0).random((2, 7, 9, 11)).astype(np.float32)
-    ours = resample_probabilities(probs, (10, 6, 15), None)
-    ref = np.stack([resize(p, (10, 6, 15), order=1, mode="edge", anti_aliasing=False) for p in probs])
-    np.testing.assert_allclose(ours, ref, atol=1e-5)
-
-
-def test_separate_axis_is_linear_in_plane_and_nearest_across():
-    probs = np.random.default_rng(1).random((2, 9, 5, 8)).astype(np.float32)
-    ours = resample_probabilities(probs, (12, 7, 6), axis=1)
-    in_plane = np.stack([[resize(probs[c, :, j], (12, 6), order=1, mode="edge", anti_aliasing=False)
-                          for j in range(5)] for c in range(2)])  # (K, 5, 12, 6)
-    coords = (np.arange(7) + 0.5) * 5 / 7 - 0.5  # nnU-Net's order-0 map_coordinates along the separate axis
-    picked = in_plane[:, np.clip(np.round(coords).astype(int), 0, 4)]
-    np.testing.assert_allclose(ours, picked.transpose(0, 2, 1, 3), atol=1e-5)
-
-
-def test_separate_axis_rule():
-    assert separate_z_axis([3.0, 0.8, 0.8], [1.0, 1.0, 1.0]) == 0
-    assert separate_z_axis([1.0, 1.0, 1.0], [1.0, 0.7, 4.0]) == 2
-    assert separate_z_axis([1.0, 1.0, 1.0], [1.5, 1.0, 1.0]) is None
-    assert separate_z_axis([4.0, 4.0, 1.0], [1.0, 1.0, 1.0]) is None
 
 
 def test_missing_properties_name_the_case(tmp_path):

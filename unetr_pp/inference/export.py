@@ -13,40 +13,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from unetr_pp.io.images import Geometry, image_ending, write_image
+from unetr_pp.preprocessing.resampling import ANISOTROPY_THRESHOLD, resample_to_spacing
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import atomic_path, save_json
 
-DEFAULT_SEPARATE_Z_THRESHOLD = 3.0
-
-
-def separate_z_axis(current_spacing: Sequence[float], target_spacing: Sequence[float],
-                    threshold: float = DEFAULT_SEPARATE_Z_THRESHOLD) -> int | None:
-    """The axis to resample on its own (nnU-Net rule): the single coarsest axis of whichever spacing is anisotropic."""
-    for spacing in (current_spacing, target_spacing):
-        spacing = np.asarray(spacing, dtype=float)
-        if spacing.max() / spacing.min() > threshold:
-            coarsest = np.flatnonzero(spacing == spacing.max())
-            return int(coarsest[0]) if len(coarsest) == 1 else None
-    return None
-
-
-def resample_probabilities(probabilities: np.ndarray, new_shape: Sequence[int], axis: int | None) -> np.ndarray:
-    """(K, z, y, x) -> (K, *new_shape) float32: linear (half-voxel aligned); if `axis` is given, nearest along it."""
-    new_shape = tuple(int(s) for s in new_shape)
-    if tuple(probabilities.shape[1:]) == new_shape:
-        return probabilities.astype(np.float32, copy=False)
-    x = torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float32))
-    if axis is None:
-        return F.interpolate(x[None], size=new_shape, mode="trilinear", align_corners=False)[0].numpy()
-    in_plane = [a for a in range(3) if a != axis]
-    x = x.movedim(axis + 1, 1)  # (K, n_axis, a, b): slices along `axis` become the batch of a 2D resize
-    x = F.interpolate(x, size=[new_shape[a] for a in in_plane], mode="bilinear", align_corners=False)
-    x = F.interpolate(x.movedim(1, -1), size=[new_shape[in_plane[1]], new_shape[axis]], mode="nearest-exact")
-    return x.movedim(-1, axis + 1).contiguous().numpy()
+PROBABILITY_ORDER = 1  # linear in-plane; the separate axis (if any) uses nearest, as nnU-Net's export
 
 
 def probabilities_to_labels(probabilities: np.ndarray, regions_class_order: Sequence[int] | None) -> np.ndarray:
@@ -91,7 +64,7 @@ def check_properties(properties: dict) -> None:
 
 def export_prediction(probabilities: np.ndarray, properties: dict, output_file: str | os.PathLike,
                       regions_class_order: Sequence[int] | None = None, save_probabilities: bool = False,
-                      separate_z_threshold: float = DEFAULT_SEPARATE_Z_THRESHOLD) -> None:
+                      separate_z_threshold: float = ANISOTROPY_THRESHOLD) -> None:
     """Write (K, z, y, x) preprocessed-space probabilities as a label image in the case's original geometry.
 
     With `save_probabilities`, also `<case>.npz` (key `probabilities`, (K, z, y, x) original axes and shape)
@@ -102,8 +75,9 @@ def export_prediction(probabilities: np.ndarray, properties: dict, output_file: 
     transpose = [int(t) for t in properties["transpose_forward"]]
     cropped_shape = [int(properties["shape_after_cropping"][t]) for t in transpose]
     target_spacing = [float(properties["original_spacing"][t]) for t in transpose]
-    axis = separate_z_axis(properties["spacing_after_resampling"], target_spacing, separate_z_threshold)
-    probs = resample_probabilities(probabilities, cropped_shape, axis)
+    probs = resample_to_spacing(probabilities, properties["spacing_after_resampling"], target_spacing, is_seg=False,
+                                order=PROBABILITY_ORDER, order_z=0, threshold=separate_z_threshold,
+                                new_shape=cropped_shape)
     labels = _uncrop(_to_original_axes(probabilities_to_labels(probs, regions_class_order), transpose), properties)
     write_image(labels, Geometry.from_json(properties["geometry"]), output_file)
     if save_probabilities:

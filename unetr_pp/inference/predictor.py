@@ -19,10 +19,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from unetr_pp.inference.export import DEFAULT_SEPARATE_Z_THRESHOLD, export_prediction
+from unetr_pp.inference.export import export_prediction
 from unetr_pp.inference.inputs import InputCase, list_input_cases
 from unetr_pp.inference.models import TrainedModel
 from unetr_pp.inference.sliding_window import SlidingWindowSettings, predict_probabilities
+from unetr_pp.preprocessing.resampling import ANISOTROPY_THRESHOLD
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import check_writable_dir
 
@@ -73,7 +74,7 @@ def export_case(probabilities: np.ndarray, properties: dict, plans: dict, config
     """Write (K, z, y, x) probabilities as labels in the case's original geometry using the plans' settings."""
     resampling = plans["configurations"][configuration].get("resampling", {})
     export_prediction(probabilities, properties, output_file, plans.get("regions_class_order"), save_probabilities,
-                      resampling.get("separate_z_anisotropy_threshold", DEFAULT_SEPARATE_Z_THRESHOLD))
+                      resampling.get("separate_z_anisotropy_threshold", ANISOTROPY_THRESHOLD))
 
 
 def preprocess_case(case_id: str, images: Sequence[Path], plans: dict, configuration: str) -> tuple[np.ndarray, dict]:
