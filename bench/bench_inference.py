@@ -67,8 +67,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     ours_starts = window_starts(args.shape, args.patch, 1 - args.overlap)
-    if ours_starts != _monai_starts(args.shape, args.patch, args.overlap):
-        raise SystemExit(f"window starts differ (ours {ours_starts}, MONAI {_monai_starts(args.shape, args.patch, args.overlap)}); "
+    monai_starts = _monai_starts(args.shape, args.patch, args.overlap)
+    if ours_starts != monai_starts:
+        raise SystemExit(f"window starts differ (ours {ours_starts}, MONAI {monai_starts}); "
                          "choose shape - patch as a multiple of patch * (1 - overlap)")
     net = DynUNet(3, 1, args.classes, kernel_size=[3, 3, 3, 3, 3], strides=[1, 2, 2, 2, 2],
                   upsample_kernel_size=[2, 2, 2, 2], filters=[16, 32, 64, 128, 192], norm_name="instance").eval()

@@ -95,8 +95,11 @@ def _pool(workers: int, stack: ExitStack) -> Executor | None:
     return stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
 
 
-def _preprocessed(preprocess: Callable, cases: list[InputCase], plans: dict, configuration: str, pool: Executor | None,
-                  workers: int) -> Iterator[tuple[InputCase, tuple[np.ndarray, dict] | BaseException]]:
+Preprocessed = tuple[np.ndarray, dict]
+
+
+def _preprocessed(preprocess: Callable, cases: list[InputCase], plans: dict, configuration: str,
+                  pool: Executor | None, workers: int) -> Iterator[tuple[InputCase, Preprocessed | BaseException]]:
     """Yield (case, `preprocess(...)` or its error) in order, preprocessing up to `workers` + 1 cases ahead."""
     if pool is None:
         for case in cases:
@@ -124,7 +127,8 @@ def _preprocessed(preprocess: Callable, cases: list[InputCase], plans: dict, con
 
 
 def predict_folder(input_folder: str | os.PathLike, output_folder: str | os.PathLike, model: TrainedModel,
-                   options: PredictionOptions = PredictionOptions(), device: torch.device | str = "cpu") -> FolderReport:
+                   options: PredictionOptions = PredictionOptions(),
+                   device: torch.device | str = "cpu") -> FolderReport:
     """Predict every case of `input_folder` into `output_folder/<case_id><ending>`; failures go on the report."""
     input_folder, output_folder = Path(input_folder), Path(output_folder)
     if output_folder.resolve() == input_folder.resolve():
@@ -160,12 +164,15 @@ def predict_folder(input_folder: str | os.PathLike, output_folder: str | os.Path
                 continue
             data, properties = result
             try:
-                probs = predict_preprocessed_case(model.networks, data, model.plans, model.configuration, options, device)
+                probs = predict_preprocessed_case(model.networks, data, model.plans, model.configuration, options,
+                                                  device)
                 args = (probs, properties, model.plans, model.configuration, outputs[case.case_id],
                         options.save_probabilities)
                 if export_pool is None:
                     export_case(*args)
-                exports.append((case.case_id, None if export_pool is None else export_pool.submit(export_case, *args)))
+                    exports.append((case.case_id, None))
+                else:
+                    exports.append((case.case_id, export_pool.submit(export_case, *args)))
             except Exception as err:
                 failed[case.case_id] = _reason(err)
             while len(exports) > 2 * max(options.num_processes_export, 1):

@@ -93,7 +93,7 @@ def _pad_to_patch(data: torch.Tensor, patch_size: Sequence[int]) -> tuple[torch.
 
 
 def _mirror_combinations(axes: Sequence[int]) -> list[tuple[int, ...]]:
-    """All flips to average over: (), then every non-empty subset of the spatial `axes` as tensor dims (B, C, z, y, x)."""
+    """Flips to average over: (), then every non-empty subset of the spatial `axes` as dims of (B, C, z, y, x)."""
     dims = [a + 2 for a in axes]
     return [c for r in range(len(dims) + 1) for c in itertools.combinations(dims, r)]
 
@@ -124,7 +124,8 @@ def _accumulation_device(device: torch.device, n_values: int, accumulate: str) -
     return device if n_values * 4 < DEVICE_MEMORY_FRACTION * free else torch.device("cpu")
 
 
-def _window_batches(starts: list[list[int]], patch: Sequence[int], batch_size: int) -> Iterator[list[tuple[slice, ...]]]:
+def _window_batches(starts: list[list[int]], patch: Sequence[int],
+                    batch_size: int) -> Iterator[list[tuple[slice, ...]]]:
     windows = [tuple(slice(s, s + p) for s, p in zip(corner, patch)) for corner in itertools.product(*starts)]
     for i in range(0, len(windows), batch_size):
         yield windows[i : i + batch_size]
@@ -151,7 +152,8 @@ def sliding_window_logits(network: nn.Module, data: np.ndarray | torch.Tensor, s
         batch = torch.stack([image[(slice(None),) + w] for w in windows])
         out = _forward(network, batch, mirrors)
         if logits is None:
-            acc_device = _accumulation_device(device, (out.shape[1] + 1) * math.prod(spatial), settings.accumulate)
+            n_values = (out.shape[1] + 1) * math.prod(spatial)
+            acc_device = _accumulation_device(device, n_values, settings.accumulate)
             logits = torch.zeros((out.shape[1],) + spatial, dtype=torch.float32, device=acc_device)
             weights = torch.zeros(spatial, dtype=torch.float32, device=acc_device)
             gaussian = gaussian.to(acc_device)
