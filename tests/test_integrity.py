@@ -86,6 +86,21 @@ def test_v1_unsuffixed_image_gets_a_hint(tmp_path):
     assert "rename a 3D image to case0_0000.nii.gz" in problem
 
 
+def test_v1_entry_naming_a_channel_file_gets_a_hint(tmp_path):
+    root = _make_task(tmp_path / "T")
+    obj = json.loads((root / "dataset.json").read_text())
+    obj["training"][1]["image"] = "./imagesTr/case1_0000.nii.gz"
+    (root / "dataset.json").write_text(json.dumps(obj))
+    problems = find_integrity_problems(root, num_processes=1)
+    assert problems[0] == (
+        f"{root}/imagesTr/case1_0000_0000.nii.gz: missing channel 0 (CT) of case 'case1_0000'; dataset.json "
+        "names the channel file case1_0000.nii.gz itself: v1 entries name the case without the channel suffix "
+        "(./imagesTr/case1.nii.gz)")
+    assert problems[1] == f"{root}/labelsTr/case1_0000.nii.gz: missing label of case 'case1_0000'"
+    assert problems[2].startswith(f"{root}/labelsTr/case1.nii.gz: stray file")
+    assert len(problems) == 3
+
+
 def test_image_label_shape_mismatch(tmp_path):
     root = _make_task(tmp_path / "T")
     write_image(np.zeros((8, 16, 15), np.uint8), GEOMETRY, root / "labelsTr" / "case1.nii.gz")
@@ -236,3 +251,14 @@ def test_many_problems_reported_in_one_run_with_a_pool_and_nothing_written(tmp_p
                      "imagesTr/extra_0000.nii.gz: stray file"):
         assert sum(expected in line for line in message.splitlines()) == 1, (expected, message)
     assert _snapshot(tmp_path) == before
+
+
+def test_duplicate_training_entry(tmp_path):
+    root = _make_task(tmp_path / "T")
+    obj = json.loads((root / "dataset.json").read_text())
+    obj["training"].append(obj["training"][0])
+    (root / "dataset.json").write_text(json.dumps(obj))
+    assert find_integrity_problems(root, num_processes=1) == [
+        f"{root}/dataset.json: numTraining is 3 but 4 training case(s) are listed in 'training'",
+        f"{root}/dataset.json: case 'case0' is listed more than once in 'training'",
+    ]

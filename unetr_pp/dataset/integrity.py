@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +24,7 @@ from unetr_pp.io.images import image_ending
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
 
 MAX_LISTED_VALUES = 20
+CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
 MSD_HINT = "an MSD task keeps all channels in one 4D file: convert it with `unetr_pp_convert_task --source msd`"
 
 
@@ -143,21 +146,26 @@ def _listed(folder: Path) -> list[Path]:
 
 
 def _missing_channel(info: DatasetInfo, case: CaseFiles, channel: int, path: Path, hinted: set[Path]) -> str:
+    """The problem line of a missing channel file, with a hint when a v1 naming mix-up explains it."""
     line = f"{path}: missing channel {channel} ({info.channel_names.get(channel, '?')}) of case {case.case_id!r}"
     unsuffixed = path.parent / f"{case.case_id}{info.file_ending}"
-    if unsuffixed.is_file():
-        hinted.add(unsuffixed)
-        line += (f"; found {unsuffixed.name}: images must be named <case>_XXXX{info.file_ending}, one file "
-                 f"per channel (rename a 3D image to {path.name}; {MSD_HINT})")
-    return line
+    if not unsuffixed.is_file():
+        return line
+    hinted.add(unsuffixed)
+    if CHANNEL_SUFFIX.search(case.case_id):
+        return line + (f"; dataset.json names the channel file {unsuffixed.name} itself: v1 entries name the "
+                       f"case without the channel suffix (./{unsuffixed.parent.name}/"
+                       f"{CHANNEL_SUFFIX.sub('', case.case_id)}{info.file_ending})")
+    return line + (f"; found {unsuffixed.name}: images must be named <case>_XXXX{info.file_ending}, one file "
+                   f"per channel (rename a 3D image to {path.name}; {MSD_HINT})")
 
 
 def _file_problems(info: DatasetInfo) -> list[str]:
     """Missing channels and labels, duplicate cases and stray files in imagesTr/labelsTr."""
     problems: list[str] = []
     hinted: set[Path] = set()
-    ids = [case.case_id for case in info.training_cases]
-    for case_id in sorted({i for i in ids if ids.count(i) > 1}):
+    counts = Counter(case.case_id for case in info.training_cases)
+    for case_id in sorted(i for i, n in counts.items() if n > 1):
         problems.append(f"{info.root / 'dataset.json'}: case {case_id!r} is listed more than once in 'training'")
     check_labels = (info.root / "labelsTr").is_dir()
     for case in info.training_cases + info.test_cases:
@@ -238,7 +246,10 @@ def _find(task_dir: str | Path, num_processes: int | None) -> tuple[list[str], D
 
 
 def find_integrity_problems(task_dir: str | Path, num_processes: int | None = None) -> list[str]:
-    """Every problem of a raw task folder, one line each naming the file; [] when it is clean."""
+    """Every problem of a raw task folder, one line each naming the file; [] when it is clean.
+
+    Cases are read by `num_processes` worker processes (default: CPU count, at most 8; 1 = in-process).
+    """
     return _find(task_dir, num_processes)[0]
 
 
