@@ -11,6 +11,7 @@ import os
 import statistics
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 from unetr_pp.dataset.integrity import find_integrity_problems
@@ -19,12 +20,7 @@ from unetr_pp.utilities.files import save_json
 
 
 def _median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timeit.repeat(fn, number=1, repeat=repeats))
 
 
 def main() -> None:
