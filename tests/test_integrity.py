@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from unetr_pp.dataset import integrity
 from unetr_pp.dataset.integrity import find_integrity_problems, verify_dataset_integrity
 from unetr_pp.io import Geometry, write_image
 from unetr_pp.utilities.errors import UnetrPPError
@@ -144,10 +145,11 @@ def test_channel_geometry_and_shape_mismatch(tmp_path):
     ]
 
 
-def test_undeclared_label_values_are_listed(tmp_path):
+def test_undeclared_label_values_are_listed(tmp_path, monkeypatch):
+    monkeypatch.setattr(integrity, "BINCOUNT_CHUNK", 100)  # count values over several chunks
     root = _make_task(tmp_path / "T")
     label = _label()
-    label[0, 0, 0], label[0, 0, 1] = 7, 13
+    label[0, 0, 0], label[-1, -1, -1] = 7, 13
     write_image(label, GEOMETRY, root / "labelsTr" / "case2.nii.gz")
     assert _only_problem(root) == (f"{root}/labelsTr/case2.nii.gz: label values [7, 13] are not declared in "
                                    "dataset.json (declared: [0, 1, 2])")

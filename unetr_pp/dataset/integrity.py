@@ -24,6 +24,7 @@ from unetr_pp.io.images import image_ending
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
 
 MAX_LISTED_VALUES = 20
+BINCOUNT_CHUNK = 1 << 22
 CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
 MSD_HINT = "an MSD task keeps all channels in one 4D file: convert it with `unetr_pp_convert_task --source msd`"
 
@@ -89,7 +90,9 @@ def _label_value_problems(path: Path, label: np.ndarray, allowed: frozenset[int]
         if not finite.all() or np.any(label[finite] != np.round(label[finite])):
             return [f"{path}: label holds non-integer values (NaN, inf or fractions); labels must be integers"]
     if label.dtype.kind in "iub" and label.size and int(label.min()) >= 0 and int(label.max()) < 1 << 16:
-        counts = np.bincount(label.ravel().astype(np.int64, copy=False))
+        flat, counts = label.reshape(-1), np.zeros(int(label.max()) + 1, np.int64)
+        for start in range(0, flat.size, BINCOUNT_CHUNK):  # chunks: bincount copies its input to int64
+            counts += np.bincount(flat[start:start + BINCOUNT_CHUNK], minlength=counts.size)
         values = np.flatnonzero(counts)
     else:
         values = np.unique(label)
