@@ -72,10 +72,12 @@ def dataset_json_v1(name: str, description: str, modality: dict[int, str], label
 
 
 def check_target(target: Path, raw: Path, overwrite: bool) -> None:
-    """Refuse an existing task (unless `overwrite`) and an output that would replace the raw input."""
+    """Refuse an existing task (unless `overwrite`) and an output that would replace or sit inside the raw input."""
     raw_resolved, target_resolved = raw.resolve(), target.resolve()
     if raw_resolved == target_resolved or target_resolved in raw_resolved.parents:
         raise UnetrPPError(f"{target}: the output task would replace the raw input {raw}; choose another -o or -t")
+    if raw_resolved in target_resolved.parents:
+        raise UnetrPPError(f"{target}: the output task would be written inside the raw input {raw}; choose another -o")
     if target.exists() and not overwrite:
         raise UnetrPPError(f"{target}: task already exists; pass --overwrite to replace it")
 
