@@ -85,8 +85,9 @@ def make_brats(root: Path, training=("BraTS20_Training_001", "BraTS20_Training_0
     return root
 
 
-def make_msd(root: Path, name="Task06_Lung", channels=1) -> Path:
-    """An MSD task: dataset.json, 3D (channels=1) or 4D images, labels, one test image, a hidden `._` file."""
+def make_msd(root: Path, name="Task06_Lung", channels=1, test_labels=False) -> Path:
+    """An MSD task: dataset.json, 3D (channels=1) or 4D images, labels, one test image (+ its label in
+    labelsTs when `test_labels`, like the UNETR++ seed's Task02_Synapse), a hidden `._` file."""
     task = root / name
     training = []
     for n in (1, 3):
@@ -96,6 +97,8 @@ def make_msd(root: Path, name="Task06_Lung", channels=1) -> Path:
         training.append({"image": f"./imagesTr/case_{n:03d}.nii.gz", "label": f"./labelsTr/case_{n:03d}.nii.gz"})
     write(np.stack([volume(70 + c) for c in range(channels)]) if channels > 1 else volume(7),
           task / "imagesTs" / "case_007.nii.gz")
+    if test_labels:
+        write(label_map(7, [0, 1]), task / "labelsTs" / "case_007.nii.gz")
     (task / "imagesTr" / "._case_001.nii.gz").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
     modality = {str(c): name for c, name in enumerate(["CT"] if channels == 1 else ["FLAIR", "T1w", "t1gd", "T2w"])}
     (task / "dataset.json").write_text(json.dumps({

@@ -118,9 +118,12 @@ def test_msd_4d_split_into_channels(tmp_path):
 
 
 def test_msd_3d_copied_as_channel_0000(tmp_path):
-    task = make_msd(tmp_path, "Task06_Lung", channels=1)
+    task = make_msd(tmp_path, "Task06_Lung", channels=1, test_labels=True)
     result = convert_task("msd", task, output_dir=tmp_path / "out", num_processes=1)
     assert result.path.name == "Task006_Lung"
+    label, _ = read(result.path / "labelsTs" / "case_007.nii.gz")
+    np.testing.assert_array_equal(label, label_map(7, [0, 1]))
+    assert load_dataset_json(result.path).raw["unetr_pp_conversion"]["labels_test_folder"] == "labelsTs"
     assert sorted(p.name for p in (result.path / "imagesTr").iterdir()) == ["case_001_0000.nii.gz", "case_003_0000.nii.gz"]
     source = task / "imagesTr" / "case_003.nii.gz"
     assert (result.path / "imagesTr" / "case_003_0000.nii.gz").read_bytes() == source.read_bytes()
@@ -133,11 +136,13 @@ def test_msd_wrong_layout(tmp_path):
     (task / "labelsTr" / "case_003.nii.gz").unlink()
     write(volume(9), task / "imagesTr" / "case_009.nii.gz")
     write(volume(1), task / "imagesTs" / "case_007.nii.gz")  # 3D where 4 modalities are listed
+    write(volume(1), task / "labelsTs" / "case_008.nii.gz")
     with pytest.raises(UnetrPPError) as info:
         convert_task("msd", task, output_dir=tmp_path / "out")
     text = str(info.value)
-    assert "3 problem(s) found" in text
+    assert "4 problem(s) found" in text
     assert "labelsTr/case_003.nii.gz: file not found" in text
+    assert "labelsTs/case_008.nii.gz: not listed in dataset.json" in text
     assert "case_009.nii.gz: not listed in dataset.json" in text
     assert "imagesTs/case_007.nii.gz: has 1 volume(s), dataset.json lists 4 modalities" in text
     assert "hidden '._*' files" in text

@@ -101,7 +101,7 @@ def test_wrong_layout_lists_every_problem(tmp_path):
     (raw / "Training" / "label" / "label0004.nii.gz").write_bytes(b"not an image")
     write(volume(5), raw / "Training" / "img" / "scan5.nii.gz")
     with pytest.raises(UnetrPPError) as info:
-        convert_task("btcv", tmp_path, output_dir=tmp_path / "out", num_processes=1)
+        convert_task("btcv", raw, output_dir=tmp_path / "out", num_processes=1)
     text = str(info.value)
     assert "not a valid 'synapse/btcv' raw folder: 6 problem(s) found" in text
     assert "img0001.nii.gz: no matching label Training/label/label0001.nii.gz" in text

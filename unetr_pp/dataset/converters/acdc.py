@@ -7,7 +7,7 @@ from pathlib import Path
 from unetr_pp.dataset.converters.layout import (
     check_pair, check_problems, descend, list_nifti, list_subfolders, read_3d_header, require_folder,
 )
-from unetr_pp.dataset.converters.task_writer import TaskPlan, channel_jobs, dataset_json_v1, label_job
+from unetr_pp.dataset.converters.task_writer import TaskPlan, image_jobs, dataset_json_v1, label_job
 
 ACDC_LABELS = {0: "background", 1: "RV", 2: "Myo", 3: "LV"}
 EXPECTED_LAYOUT = """\
@@ -100,7 +100,7 @@ def plan_acdc(raw: Path, task_name: str) -> TaskPlan:
     jobs = []
     for folders, cases in ((("imagesTr", "labelsTr"), training), (("imagesTs", "labelsTs"), testing)):
         for case, entry in cases.items():
-            jobs += channel_jobs(case, folders[0], [entry["image"]])
+            jobs += image_jobs(case, folders[0], [entry["image"]])
             if entry["label"] is not None:
                 jobs.append(label_job(case, folders[1], entry["label"], set(ACDC_LABELS)))
     conversion = {

@@ -12,7 +12,7 @@ from pathlib import Path
 from unetr_pp.dataset.converters.layout import (
     check_problems, check_same_grid, list_nifti, list_subfolders, read_3d_header,
 )
-from unetr_pp.dataset.converters.task_writer import TaskPlan, channel_jobs, dataset_json_v1, label_job
+from unetr_pp.dataset.converters.task_writer import TaskPlan, image_jobs, dataset_json_v1, label_job
 
 MODALITIES = ("flair", "t1", "t1ce", "t2")
 CHANNEL_NAMES = {0: "FLAIR", 1: "T1", 2: "T1ce", 3: "T2"}
@@ -74,7 +74,7 @@ def plan_brats(raw: Path, task_name: str) -> TaskPlan:
     jobs = []
     for case, files in cases.items():
         folder = "imagesTr" if "seg" in files else "imagesTs"
-        jobs += channel_jobs(case, folder, [files[m] for m in MODALITIES])
+        jobs += image_jobs(case, folder, [files[m] for m in MODALITIES])
         if "seg" in files:
             jobs.append(label_job(case, "labelsTr", files["seg"], set(LABEL_MAP), LABEL_MAP))
     dataset_json = dataset_json_v1(

@@ -1,4 +1,4 @@
-"""File jobs: read one raw image, pick a channel / check and map labels, write it into the task (parallel)."""
+"""File jobs: read one raw image, split channels / check and map labels, write into the task (parallel)."""
 from __future__ import annotations
 
 import multiprocessing
@@ -16,16 +16,17 @@ from unetr_pp.utilities.errors import UnetrPPError
 
 @dataclass(frozen=True)
 class FileJob:
-    """One output file of a task.
+    """One raw file read once and written as one or more files of a task.
 
-    `channel`: take this volume of a 4D (or multi-component) image. `label_values`: the file is a label
-    map whose voxels must be integers from this set; `label_map` then renames them (raw -> output).
-    An unchanged `.nii.gz` is copied byte for byte after the read has proven it complete.
+    `channels`: write volume `channels[i]` of a 4D (or multi-component) image to `targets[i]`; None: the
+    image is 3D and `targets` has one entry. `label_values`: the file is a label map whose voxels must be
+    integers from this set; `label_map` then renames them (raw -> output). An unchanged `.nii.gz` is
+    copied byte for byte after the read has proven it complete.
     """
 
     source: Path
-    target: str
-    channel: int | None = None
+    targets: tuple[str, ...]
+    channels: tuple[int, ...] | None = None
     label_values: frozenset[int] | None = None
     label_map: tuple[tuple[int, int], ...] | None = None
 
@@ -59,26 +60,37 @@ def _map_labels(array: np.ndarray, mapping: tuple[tuple[int, int], ...]) -> np.n
     return out
 
 
+def _write_3d(job: FileJob, array: np.ndarray, geometry: Geometry, destination: Path) -> str | None:
+    """Check/map a 3D volume and write it (byte copy when the source needs no change)."""
+    if array.ndim != 3:
+        return f"{job.source}: image is {array.ndim}D, expected 3D"
+    if job.label_values is not None:
+        problem = _check_labels(array, job)
+        if problem:
+            return problem
+        if job.label_map is not None:
+            array = _map_labels(array, job.label_map)
+    unchanged = job.channels is None and job.label_map is None
+    if unchanged and job.source.name.lower().endswith(".nii.gz"):
+        shutil.copyfile(job.source, destination)
+    else:
+        write_image(array, geometry, destination)
+    return None
+
+
 def execute(job: FileJob, root: Path) -> str | None:
     """Run one job into the task folder `root`; returns a problem message instead of raising."""
-    destination = root / job.target
+    destination = root / job.targets[0]
     try:
         array, geometry = read_image(job.source)
-        if job.channel is not None:
-            array, geometry = _select_channel(array, geometry, job.channel)
-        if array.ndim != 3:
-            return f"{job.source}: image is {array.ndim}D, expected 3D"
-        if job.label_values is not None:
-            problem = _check_labels(array, job)
+        if job.channels is None:
+            return _write_3d(job, array, geometry, destination)
+        for channel, target in zip(job.channels, job.targets):
+            destination = root / target
+            volume, volume_geometry = _select_channel(array, geometry, channel)
+            problem = _write_3d(job, volume, volume_geometry, destination)
             if problem:
                 return problem
-            if job.label_map is not None:
-                array = _map_labels(array, job.label_map)
-        unchanged = job.channel is None and job.label_map is None
-        if unchanged and job.source.name.lower().endswith(".nii.gz"):
-            shutil.copyfile(job.source, destination)
-        else:
-            write_image(array, geometry, destination)
     except UnetrPPError as err:
         return str(err)
     except OSError as err:

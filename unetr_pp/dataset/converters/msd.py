@@ -6,7 +6,9 @@ from pathlib import Path
 from unetr_pp.dataset.converters.layout import (
     Header, check_problems, check_same_grid, list_nifti, nifti_stem, read_3d_header, read_header,
 )
-from unetr_pp.dataset.converters.task_writer import TaskPlan, channel_jobs, dataset_json_v1, label_job
+from unetr_pp.dataset.converters.task_writer import (
+    TaskPlan, dataset_json_v1, image_jobs, label_job, split_job,
+)
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import load_json
 
@@ -16,6 +18,7 @@ EXPECTED_LAYOUT = """\
     imagesTr/lung_001.nii.gz ...        3D, or 4D with one volume per modality
     labelsTr/lung_001.nii.gz ...        3D label maps
     imagesTs/lung_002.nii.gz ...        optional
+    labelsTs/lung_002.nii.gz ...        optional test labels (copied to labelsTs)
   hidden '._*' files (macOS archive residue) are ignored"""
 _KEEP_KEYS = ("reference", "licence", "release")
 
@@ -65,53 +68,72 @@ def _check_image(raw: Path, relative: str, n_channels: int, problems: list[str])
     return header
 
 
-def _unlisted(raw: Path, listed: set[Path], problems: list[str]) -> None:
-    for folder in ("imagesTr", "labelsTr", "imagesTs"):
-        for path in list_nifti(raw / folder):
-            if path.resolve() not in listed:
-                problems.append(f"{path}: not listed in dataset.json (no matching image/label entry)")
-
-
-def plan_msd(raw: Path, task_name: str) -> TaskPlan:
-    """Split each listed 4D image into `_0000 …` channel files (3D images become `_0000`); copy labels."""
+def _load(raw: Path) -> dict:
+    """The MSD dataset.json as a dict (a missing, malformed or non-object file is a layout error)."""
     path = raw / "dataset.json"
-    problems: list[str] = []
-    warnings: list[str] = []
     try:
         obj = load_json(path)
     except UnetrPPError as err:
         check_problems(raw, "msd", [str(err)], EXPECTED_LAYOUT)
     if not isinstance(obj, dict):
         check_problems(raw, "msd", [f"{path}: top level must be a JSON object"], EXPECTED_LAYOUT)
+    return obj
+
+
+def _unlisted(raw: Path, listed: set[Path], problems: list[str]) -> None:
+    for folder in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        for path in list_nifti(raw / folder):
+            if path.resolve() not in listed:
+                problems.append(f"{path}: not listed in dataset.json (no matching image/label entry)")
+
+
+def _test_label(raw: Path, image: str) -> Path | None:
+    """`labelsTs/<case>.nii.gz` of a test image when the task ships test labels (e.g. the seed's Task02_Synapse)."""
+    path = raw / "labelsTs" / Path(image).name
+    return path if path.is_file() else None
+
+
+def plan_msd(raw: Path, task_name: str) -> TaskPlan:
+    """Split each listed 4D image into `_0000 …` channel files (3D images become `_0000`); copy labels."""
+    obj = _load(raw)
+    path = raw / "dataset.json"
+    problems: list[str] = []
+    warnings: list[str] = []
     modality = _int_keyed(obj, "modality", path, problems)
     labels = _int_keyed(obj, "labels", path, problems)
     pairs, tests = _entries(obj, path, problems)
     check_problems(raw, "msd", problems, EXPECTED_LAYOUT)
     listed: set[Path] = set()
     jobs, training, testing = [], [], []
-    for image, label in pairs + [(test, None) for test in tests]:
+    entries = [(image, raw / label, "Tr") for image, label in pairs]
+    entries += [(image, _test_label(raw, image), "Ts") for image in tests]
+    for image, label, split in entries:
         case = nifti_stem(image)
         if case in training or case in testing:
             problems.append(f"{path}: case {case} is listed twice")
             continue
-        (training if label else testing).append(case)
+        (training if split == "Tr" else testing).append(case)
         listed.add((raw / image).resolve())
         header = _check_image(raw, image, len(modality), problems)
-        channels = list(range(len(modality))) if header is not None and header.four_d else None
-        jobs += channel_jobs(case, "imagesTr" if label else "imagesTs", [raw / image] * len(modality), channels)
-        if label:
-            listed.add((raw / label).resolve())
-            label_header = read_3d_header(raw / label, problems)
+        if header is not None and header.four_d:
+            jobs.append(split_job(case, f"images{split}", raw / image, len(modality)))
+        else:
+            jobs += image_jobs(case, f"images{split}", [raw / image])
+        if label is not None:
+            listed.add(label.resolve())
+            label_header = read_3d_header(label, problems)
             if header is not None and label_header is not None:
                 check_same_grid(label_header, header, problems, warnings)
-            jobs.append(label_job(case, "labelsTr", raw / label, set(labels)))
+            jobs.append(label_job(case, f"labels{split}", label, set(labels)))
     _unlisted(raw, listed, problems)
     check_problems(raw, "msd", problems, EXPECTED_LAYOUT)
     extra = {key: obj[key] for key in _KEEP_KEYS if key in obj}
+    conversion = {"source": "msd", "raw_folder": str(raw.resolve()), "evaluation_protocol": "all-labels",
+                  "msd_task": raw.name}
+    if any(job.targets[0].startswith("labelsTs/") for job in jobs):
+        conversion["labels_test_folder"] = "labelsTs"
     dataset_json = dataset_json_v1(
         str(obj.get("name", raw.name)), str(obj.get("description", "")), modality, labels, training, testing,
-        {"source": "msd", "raw_folder": str(raw.resolve()), "evaluation_protocol": "all-labels",
-         "msd_task": raw.name},
-        extra,
+        conversion, extra,
     )
     return TaskPlan(task_name, dataset_json, jobs, warnings=warnings)

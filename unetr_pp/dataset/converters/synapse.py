@@ -14,7 +14,7 @@ from pathlib import Path
 from unetr_pp.dataset.converters.layout import (
     check_pair, check_problems, descend, list_nifti, read_3d_header, require_folder,
 )
-from unetr_pp.dataset.converters.task_writer import TaskPlan, channel_jobs, dataset_json_v1, label_job
+from unetr_pp.dataset.converters.task_writer import TaskPlan, image_jobs, dataset_json_v1, label_job
 
 BTCV_LABELS = {
     0: "background", 1: "spleen", 2: "right kidney", 3: "left kidney", 4: "gallbladder", 5: "esophagus",
@@ -28,6 +28,7 @@ EXPECTED_LAYOUT = """\
     Training/label/label0001.nii.gz ... label maps (0 background, 1..13 BTCV organs), numbers as the images
     Testing/img/img0061.nii.gz ...      unlabelled challenge volumes (used by --source btcv only)"""
 
+_WRAPPERS = ("RawData", "Abdomen/RawData")
 _DESCRIPTION = ("Multi-atlas labeling beyond the cranial vault (BTCV, Synapse syn3193805): "
                 "abdominal CT, 13 organs")
 
@@ -77,14 +78,14 @@ def _scan(raw: Path, with_testing: bool) -> tuple[dict[str, tuple[Path, Path]], 
 def _training_jobs(pairs: dict[str, tuple[Path, Path]], image_folder: str, label_folder: str) -> list:
     jobs = []
     for case, (image, label) in pairs.items():
-        jobs += channel_jobs(case, image_folder, [image])
+        jobs += image_jobs(case, image_folder, [image])
         jobs.append(label_job(case, label_folder, label, set(BTCV_LABELS)))
     return jobs
 
 
 def plan_synapse(raw: Path, task_name: str) -> TaskPlan:
     """Synapse protocol: 30 training cases, fixed 18/12 split, the 12 validation cases also as test set."""
-    raw = descend(raw, ("RawData",), "Training")
+    raw = descend(raw, _WRAPPERS, "Training")
     pairs, _, warnings = _scan(raw, with_testing=False)
     missing = [case for case in SYNAPSE_VAL_CASES if case not in pairs]
     if missing:
@@ -109,7 +110,7 @@ def plan_synapse(raw: Path, task_name: str) -> TaskPlan:
 
 def plan_btcv(raw: Path, task_name: str) -> TaskPlan:
     """BTCV protocol: 30 training cases (cross-validation), the challenge's unlabelled test volumes."""
-    raw = descend(raw, ("RawData",), "Training")
+    raw = descend(raw, _WRAPPERS, "Training")
     pairs, tests, warnings = _scan(raw, with_testing=True)
     dataset_json = dataset_json_v1(
         "BTCV", _DESCRIPTION, {0: "CT"}, BTCV_LABELS, list(pairs), list(tests),
@@ -117,5 +118,5 @@ def plan_btcv(raw: Path, task_name: str) -> TaskPlan:
     )
     jobs = _training_jobs(pairs, "imagesTr", "labelsTr")
     for case, path in tests.items():
-        jobs += channel_jobs(case, "imagesTs", [path])
+        jobs += image_jobs(case, "imagesTs", [path])
     return TaskPlan(task_name, dataset_json, jobs, warnings=warnings)

@@ -37,18 +37,21 @@ class TaskPlan:
         return len(self.dataset_json["test"])
 
 
-def channel_jobs(case_id: str, folder: str, sources: list[Path],
-                 channels: list[int | None] | None = None) -> list[FileJob]:
-    """Jobs writing `folder/<case>_0000.nii.gz …` from `sources` (3D files, or `channels` of 4D ones)."""
-    channels = channels or [None] * len(sources)
-    return [FileJob(source, f"{folder}/{case_id}_{i:04d}{ENDING}", channel=channel)
-            for i, (source, channel) in enumerate(zip(sources, channels))]
+def image_jobs(case_id: str, folder: str, sources: list[Path]) -> list[FileJob]:
+    """Jobs writing `folder/<case>_0000.nii.gz …` from one 3D file per channel."""
+    return [FileJob(source, (f"{folder}/{case_id}_{i:04d}{ENDING}",)) for i, source in enumerate(sources)]
+
+
+def split_job(case_id: str, folder: str, source: Path, num_channels: int) -> FileJob:
+    """Job writing `folder/<case>_0000.nii.gz …` from the `num_channels` volumes of one 4D file."""
+    targets = tuple(f"{folder}/{case_id}_{i:04d}{ENDING}" for i in range(num_channels))
+    return FileJob(source, targets, channels=tuple(range(num_channels)))
 
 
 def label_job(case_id: str, folder: str, source: Path, values: set[int],
               mapping: dict[int, int] | None = None) -> FileJob:
     """Job writing `folder/<case>.nii.gz` from a label file whose values must be in `values`."""
-    return FileJob(source, f"{folder}/{case_id}{ENDING}", label_values=frozenset(values),
+    return FileJob(source, (f"{folder}/{case_id}{ENDING}",), label_values=frozenset(values),
                    label_map=tuple(sorted(mapping.items())) if mapping else None)
 
 
@@ -93,7 +96,7 @@ def write_task(plan: TaskPlan, output_dir: Path, raw: Path, overwrite: bool, num
     check_target(target, raw, overwrite)
     staging = Path(tempfile.mkdtemp(prefix=f".{plan.task_name}.converting-", dir=output_dir))
     try:
-        folders = set(TASK_FOLDERS) | {job.target.split("/")[0] for job in plan.jobs}
+        folders = set(TASK_FOLDERS) | {target.split("/")[0] for job in plan.jobs for target in job.targets}
         for folder in sorted(folders):
             (staging / folder).mkdir()
         problems = run_jobs(plan.jobs, staging, num_processes, desc=f"converting {plan.task_name}")
