@@ -179,3 +179,23 @@ def test_output_inside_raw_input_refused(tmp_path):
     with pytest.raises(UnetrPPError, match="would be written inside the raw input"):
         convert_task("msd", renamed, output_dir=renamed / "converted")
     assert tree_digest(tmp_path) == {k.replace("Task06_Lung", "Task006_Lung"): v for k, v in before.items()}
+
+
+def test_msd_seed_synapse_layout_with_test_cases_from_training(tmp_path):
+    """The UNETR++ seed's Task02_Synapse lists its 12 test cases in imagesTs/labelsTs and in 'training'."""
+    task = make_msd(tmp_path, "Task02_Synapse")
+    shutil.copy(task / "imagesTr" / "case_001.nii.gz", task / "imagesTs" / "case_001.nii.gz")
+    write(label_map(1, [0, 1]), task / "labelsTs" / "case_001.nii.gz")
+    obj = json.loads((task / "dataset.json").read_text())
+    obj["test"] = ["./imagesTs/case_001.nii.gz", "./imagesTs/case_007.nii.gz"]
+    (task / "dataset.json").write_text(json.dumps(obj))
+    result = convert_task("msd", task, output_dir=tmp_path / "out", num_processes=1)
+    assert result.path.name == "Task002_Synapse"
+    info = load_dataset_json(result.path)
+    assert [c.case_id for c in info.training_cases] == ["case_001", "case_003"]
+    assert [c.case_id for c in info.test_cases] == ["case_001", "case_007"]
+    assert sorted(p.name for p in (result.path / "labelsTs").iterdir()) == ["case_001.nii.gz"]
+    obj["training"].append(obj["training"][0])
+    (task / "dataset.json").write_text(json.dumps(obj))
+    with pytest.raises(UnetrPPError, match="case case_001 is listed twice in 'training'"):
+        convert_task("msd", task, task_id=5, output_dir=tmp_path / "out")

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +139,17 @@ def test_cli_module_entry_point(tmp_path):
                            str(tmp_path / "missing")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {tmp_path / 'missing'}: raw folder not found"
+
+
+def test_dataset_synapse_readme_command_fills_the_script_layout(synapse_raw, tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "DATASET_Synapse" / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if line.startswith("unetr_pp_convert_task --source synapse"))
+    shutil.copytree(repo / "DATASET_Synapse", tmp_path / "DATASET_Synapse")
+    argv = command.replace("/path/to/RawData", str(synapse_raw / "RawData")).split()[1:]
+    argv = [str(tmp_path / a) if a.startswith("DATASET_Synapse/") else a for a in argv]
+    assert main(argv + ["-np", "1"]) == 0
+    task = tmp_path / "DATASET_Synapse" / "unetr_pp_raw" / "unetr_pp_raw_data" / "Task002_Synapse"
+    assert load_dataset_json(task).num_channels == 1
+    for folder in ("unetr_pp_raw/unetr_pp_cropped_data", "unetr_pp_preprocessed", "unetr_pp_trained_models"):
+        assert (tmp_path / "DATASET_Synapse" / folder).is_dir()

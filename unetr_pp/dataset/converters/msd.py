@@ -109,10 +109,11 @@ def plan_msd(raw: Path, task_name: str) -> TaskPlan:
     entries += [(image, _test_label(raw, image), "Ts") for image in tests]
     for image, label, split in entries:
         case = nifti_stem(image)
-        if case in training or case in testing:
-            problems.append(f"{path}: case {case} is listed twice")
+        cases = training if split == "Tr" else testing
+        if case in cases:
+            problems.append(f"{path}: case {case} is listed twice in '{'training' if split == 'Tr' else 'test'}'")
             continue
-        (training if split == "Tr" else testing).append(case)
+        cases.append(case)
         listed.add((raw / image).resolve())
         header = _check_image(raw, image, len(modality), problems)
         if header is not None and header.four_d:
