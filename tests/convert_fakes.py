@@ -76,12 +76,16 @@ BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
 
 def make_brats(root: Path, training=("BraTS20_Training_001", "BraTS20_Training_002"),
                testing=("BraTS20_Validation_001",)) -> Path:
-    """One folder per case with `_flair/_t1/_t1ce/_t2` (values 1000·k + noise) and `_seg` (0, 1, 2, 4)."""
+    """One folder per case with `_flair/_t1/_t1ce/_t2` (values 1000·k + noise) and `_seg` (0, 1, 2, 4).
+
+    Odd cases are uncompressed `.nii` like the BraTS 2020 release, even ones `.nii.gz`.
+    """
     for i, case in enumerate(training + testing):
+        ending = ".nii" if i % 2 else ".nii.gz"
         for k, modality in enumerate(BRATS_MODALITIES):
-            write(volume(i, np.int16) // 10 + 1000 * (k + 1), root / case / f"{case}_{modality}.nii.gz")
+            write(volume(i, np.int16) // 10 + 1000 * (k + 1), root / case / f"{case}_{modality}{ending}")
         if case in training:
-            write(label_map(i, [0, 1, 2, 4]), root / case / f"{case}_seg.nii.gz")
+            write(label_map(i, [0, 1, 2, 4]).astype(np.float32), root / case / f"{case}_seg{ending}")
     return root
 
 

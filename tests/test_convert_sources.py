@@ -71,8 +71,9 @@ def test_brats_channels_and_label_mapping(tmp_path):
     for k in range(4):  # channel k is the k-th modality of FLAIR, T1, T1ce, T2
         np.testing.assert_array_equal(data[k], volume(1, np.int16) // 10 + 1000 * (k + 1))
     assert geometry.itk_origin == pytest.approx(ORIGIN_XYZ) and geometry.itk_direction == pytest.approx(DIRECTION)
-    raw_seg = label_map(1, [0, 1, 2, 4])
-    seg, _ = read(case.label)
+    raw_seg = label_map(1, [0, 1, 2, 4])  # stored as float32 .nii like BraTS 2020
+    seg, seg_image = read(case.label)
+    assert seg.dtype == np.uint8 and seg_image.GetOrigin() == pytest.approx(ORIGIN_XYZ)
     expected = np.select([raw_seg == 2, raw_seg == 1, raw_seg == 4], [1, 2, 3], 0)
     np.testing.assert_array_equal(seg, expected)
     assert set(np.unique(seg)) == {0, 1, 2, 3}
@@ -80,7 +81,7 @@ def test_brats_channels_and_label_mapping(tmp_path):
 
 def test_brats_missing_modality_and_bad_labels(tmp_path):
     raw = make_brats(tmp_path / "raw", testing=())
-    (raw / "BraTS20_Training_002" / "BraTS20_Training_002_t1ce.nii.gz").unlink()
+    (raw / "BraTS20_Training_002" / "BraTS20_Training_002_t1ce.nii").unlink()
     (raw / "BraTS20_Training_001" / "notes.nii.gz").write_bytes(b"x")
     with pytest.raises(UnetrPPError) as info:
         convert_task("brats", raw, output_dir=tmp_path / "out")

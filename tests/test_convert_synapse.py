@@ -153,3 +153,18 @@ def test_dataset_synapse_readme_command_fills_the_script_layout(synapse_raw, tmp
     assert load_dataset_json(task).num_channels == 1
     for folder in ("unetr_pp_raw/unetr_pp_cropped_data", "unetr_pp_preprocessed", "unetr_pp_trained_models"):
         assert (tmp_path / "DATASET_Synapse" / folder).is_dir()
+
+
+def test_cli_argument_errors(synapse_raw, tmp_path, capsys):
+    base = ["--source", "btcv", "-i", str(synapse_raw), "-o", str(tmp_path)]
+    assert main(base + ["--name", "my task"]) == 2
+    assert "task name 'my task' may only hold letters, digits" in capsys.readouterr().err
+    assert main(base + ["-t", "1000"]) == 2
+    assert "task id 1000 must be between 0 and 999" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(base + ["-t", "two"])
+    assert "task id must be a number such as 2, got 'two'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(base + ["-np", "0"])
+    assert "-np must be at least 1" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
