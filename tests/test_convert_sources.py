@@ -16,13 +16,17 @@ from unetr_pp.io import load_dataset_json, read_case_images, read_image
 from unetr_pp.utilities.errors import UnetrPPError
 
 
-def test_acdc_frames_labels_and_phases(tmp_path):
-    raw = make_acdc(tmp_path / "download")
+def convert_untouched(source: str, raw, out, num_processes: int = 1):
+    """Convert, check the raw input is byte-identical afterwards -> (ConvertedTask, DatasetInfo)."""
     before = tree_digest(raw)
-    result = convert_task("acdc", raw, output_dir=tmp_path / "out", num_processes=1)
-    assert tree_digest(raw) == before
+    result = convert_task(source, raw, output_dir=out, num_processes=num_processes)
+    assert tree_digest(raw) == before, "the raw input was modified"
+    return result, load_dataset_json(result.path)
+
+
+def test_acdc_frames_labels_and_phases(tmp_path):
+    result, info = convert_untouched("acdc", make_acdc(tmp_path / "download"), tmp_path / "out")
     assert result.path.name == "Task001_ACDC"
-    info = load_dataset_json(result.path)
     assert info.labels == {0: "background", 1: "RV", 2: "Myo", 3: "LV"}
     assert [c.case_id for c in info.training_cases] == [
         "patient001_frame01", "patient001_frame12", "patient002_frame01", "patient002_frame10"]
@@ -56,11 +60,8 @@ def test_acdc_wrong_layout(tmp_path):
 
 def test_brats_channels_and_label_mapping(tmp_path):
     raw = make_brats(tmp_path / "MICCAI_BraTS2020_TrainingData")
-    before = tree_digest(raw)
-    result = convert_task("brats", raw, output_dir=tmp_path / "out", num_processes=2)
-    assert tree_digest(raw) == before
+    result, info = convert_untouched("brats", raw, tmp_path / "out", num_processes=2)
     assert result.path.name == "Task003_tumor"
-    info = load_dataset_json(result.path)
     assert info.channel_names == {0: "FLAIR", 1: "T1", 2: "T1ce", 3: "T2"}
     assert info.labels == {0: "background", 1: "edema", 2: "non-enhancing tumor", 3: "enhancing tumour"}
     assert info.raw["unetr_pp_conversion"]["regions"] == {"WT": [1, 2, 3], "TC": [2, 3], "ET": [3]}
@@ -97,14 +98,11 @@ def test_brats_missing_modality_and_bad_labels(tmp_path):
 
 def test_msd_4d_split_into_channels(tmp_path):
     task = make_msd(tmp_path, "Task01_BrainTumour", channels=4)
-    before = tree_digest(task)
-    result = convert_task("msd", task, output_dir=tmp_path / "out", num_processes=2)
-    assert tree_digest(task) == before
+    result, info = convert_untouched("msd", task, tmp_path / "out", num_processes=2)
     assert result.path.name == "Task001_BrainTumour"
     names = sorted(p.name for p in (result.path / "imagesTr").iterdir())
     assert names == [f"case_{n:03d}_{c:04d}.nii.gz" for n in (1, 3) for c in range(4)]
     assert sorted(p.name for p in (result.path / "imagesTs").iterdir()) == [f"case_007_{c:04d}.nii.gz" for c in range(4)]
-    info = load_dataset_json(result.path)
     assert info.channel_names == {0: "FLAIR", 1: "T1w", 2: "t1gd", 3: "T2w"}
     assert info.raw["licence"] == "CC-BY-SA 4.0" and info.raw["unetr_pp_conversion"]["msd_task"] == "Task01_BrainTumour"
     data, geometry = read_case_images(info.training_cases[1].images)
