@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
+
+from unetr_pp.dataset.converters import convert_task
+from unetr_pp.utilities.errors import UnetrPPError
 
 SHAPE = (6, 8, 8)  # (z, y, x)
 SPACING_XYZ = (0.79, 0.79, 3.0)
@@ -124,3 +128,11 @@ def read(path: Path) -> tuple[np.ndarray, sitk.Image]:
     """(array, image) of a written file."""
     image = sitk.ReadImage(str(path))
     return sitk.GetArrayFromImage(image), image
+
+
+def conversion_error(source: str, raw: Path, out: Path, **kwargs) -> str:
+    """The message of the UnetrPPError a conversion must raise; nothing may appear in `out`."""
+    with pytest.raises(UnetrPPError) as info:
+        convert_task(source, raw, output_dir=out, num_processes=1, **kwargs)
+    assert not out.exists() or not any(out.iterdir()), f"{out} is not empty after a failed conversion"
+    return str(info.value)

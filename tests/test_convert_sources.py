@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from convert_fakes import (
-    BRATS_MODALITIES, DIRECTION, ORIGIN_XYZ, SPACING_XYZ, label_map, make_acdc, make_brats, make_msd, read,
+    DIRECTION, ORIGIN_XYZ, SPACING_XYZ, conversion_error, label_map, make_acdc, make_brats, make_msd, read,
     tree_digest, volume, write,
 )
 
@@ -48,9 +48,7 @@ def test_acdc_wrong_layout(tmp_path):
     (patient / "patient002_frame10_gt.nii.gz").unlink()
     (raw / "database" / "training" / "notes").mkdir()
     (patient / "Info.cfg").write_text("ED: one\nES: 10\n")
-    with pytest.raises(UnetrPPError) as info:
-        convert_task("acdc", raw, output_dir=tmp_path / "out")
-    text = str(info.value)
+    text = conversion_error("acdc", raw, tmp_path / "out")
     assert "3 problem(s) found" in text
     assert "patient002_frame10.nii.gz: no matching label patient002_frame10_gt.nii.gz" in text
     assert "training/notes: unexpected folder (expected training/patientNNN/)" in text
@@ -84,9 +82,7 @@ def test_brats_missing_modality_and_bad_labels(tmp_path):
     raw = make_brats(tmp_path / "raw", testing=())
     (raw / "BraTS20_Training_002" / "BraTS20_Training_002_t1ce.nii").unlink()
     (raw / "BraTS20_Training_001" / "notes.nii.gz").write_bytes(b"x")
-    with pytest.raises(UnetrPPError) as info:
-        convert_task("brats", raw, output_dir=tmp_path / "out")
-    text = str(info.value)
+    text = conversion_error("brats", raw, tmp_path / "out")
     assert "BraTS20_Training_002: missing _t1ce image(s)" in text
     assert "notes.nii.gz: unexpected file" in text
     raw = make_brats(tmp_path / "raw3", training=("case_a",), testing=())
@@ -136,9 +132,7 @@ def test_msd_wrong_layout(tmp_path):
     write(volume(9), task / "imagesTr" / "case_009.nii.gz")
     write(volume(1), task / "imagesTs" / "case_007.nii.gz")  # 3D where 4 modalities are listed
     write(volume(1), task / "labelsTs" / "case_008.nii.gz")
-    with pytest.raises(UnetrPPError) as info:
-        convert_task("msd", task, output_dir=tmp_path / "out")
-    text = str(info.value)
+    text = conversion_error("msd", task, tmp_path / "out")
     assert "4 problem(s) found" in text
     assert "labelsTr/case_003.nii.gz: file not found" in text
     assert "labelsTs/case_008.nii.gz: not listed in dataset.json" in text
@@ -154,9 +148,7 @@ def test_msd_needs_task_id_and_json(tmp_path):
     with pytest.raises(UnetrPPError, match="task id cannot be derived; give -t ID"):
         convert_task("msd", plain, output_dir=tmp_path / "out")
     (plain / "dataset.json").write_text(json.dumps({"modality": {"zero": "CT"}, "labels": {}, "training": []}))
-    with pytest.raises(UnetrPPError) as info:
-        convert_task("msd", plain, task_id=6, output_dir=tmp_path / "out")
-    text = str(info.value)
+    text = conversion_error("msd", plain, tmp_path / "out", task_id=6)
     assert "'modality' keys must be integer ids" in text and "'labels' must be a non-empty object" in text
     assert "'training' must be a non-empty list" in text
 
