@@ -149,7 +149,7 @@ def test_msd_needs_task_id_and_json(tmp_path):
         convert_task("msd", plain, output_dir=tmp_path / "out")
     (plain / "dataset.json").write_text(json.dumps({"modality": {"zero": "CT"}, "labels": {}, "training": []}))
     text = conversion_error("msd", plain, tmp_path / "out", task_id=6)
-    assert "'modality' keys must be integer ids" in text and "'labels' must be a non-empty object" in text
+    assert "'modality' key 'zero' is not an integer id" in text and "'labels' must be a non-empty object" in text
     assert "'training' must be a non-empty list" in text
 
 
@@ -190,3 +190,13 @@ def test_msd_seed_synapse_layout_with_test_cases_from_training(tmp_path):
     (task / "dataset.json").write_text(json.dumps(obj))
     with pytest.raises(UnetrPPError, match="case case_001 is listed twice in 'training'"):
         convert_task("msd", task, task_id=5, output_dir=tmp_path / "out")
+
+
+def test_msd_unreadable_dataset_json(tmp_path):
+    task = make_msd(tmp_path, "Task06_Lung")
+    (task / "dataset.json").write_text("[1, 2]")
+    assert "dataset.json: top level must be a JSON object" in conversion_error("msd", task, tmp_path / "out")
+    (task / "dataset.json").write_text("{'modality': ")
+    assert "dataset.json: not valid JSON (line 1, column 2" in conversion_error("msd", task, tmp_path / "out")
+    (task / "dataset.json").unlink()
+    assert "dataset.json: file not found" in conversion_error("msd", task, tmp_path / "out")

@@ -9,6 +9,7 @@ from unetr_pp.dataset.converters.layout import (
 from unetr_pp.dataset.converters.task_writer import (
     TaskPlan, dataset_json_v1, image_jobs, label_job, split_job,
 )
+from unetr_pp.io.dataset_json import _int_keyed as int_keyed
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import load_json
 
@@ -21,18 +22,6 @@ EXPECTED_LAYOUT = """\
     labelsTs/lung_002.nii.gz ...        optional test labels (copied to labelsTs)
   hidden '._*' files (macOS archive residue) are ignored"""
 _KEEP_KEYS = ("reference", "licence", "release")
-
-
-def _int_keyed(obj: dict, key: str, path: Path, problems: list[str]) -> dict[int, str]:
-    """`{"0": "CT"}` -> {0: "CT"}; a missing/empty mapping or a non-integer key is a problem."""
-    mapping = obj.get(key)
-    if not isinstance(mapping, dict) or not mapping:
-        problems.append(f"{path}: '{key}' must be a non-empty object of id -> name")
-        return {}
-    if not all(str(k).isdigit() for k in mapping):
-        problems.append(f"{path}: '{key}' keys must be integer ids, got {sorted(mapping)}")
-        return {}
-    return {int(k): str(v) for k, v in mapping.items()}
 
 
 def _entries(obj: dict, path: Path, problems: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
@@ -74,9 +63,10 @@ def _load(raw: Path) -> dict:
     try:
         obj = load_json(path)
     except UnetrPPError as err:
-        check_problems(raw, "msd", [str(err)], EXPECTED_LAYOUT)
-    if not isinstance(obj, dict):
-        check_problems(raw, "msd", [f"{path}: top level must be a JSON object"], EXPECTED_LAYOUT)
+        obj, problems = None, [str(err)]
+    else:
+        problems = [] if isinstance(obj, dict) else [f"{path}: top level must be a JSON object"]
+    check_problems(raw, "msd", problems, EXPECTED_LAYOUT)
     return obj
 
 
@@ -99,8 +89,8 @@ def plan_msd(raw: Path, task_name: str) -> TaskPlan:
     path = raw / "dataset.json"
     problems: list[str] = []
     warnings: list[str] = []
-    modality = _int_keyed(obj, "modality", path, problems)
-    labels = _int_keyed(obj, "labels", path, problems)
+    modality = int_keyed(obj.get("modality"), "modality", path, problems)
+    labels = {0: "background", **int_keyed(obj.get("labels"), "labels", path, problems)}
     pairs, tests = _entries(obj, path, problems)
     check_problems(raw, "msd", problems, EXPECTED_LAYOUT)
     listed: set[Path] = set()
