@@ -5,6 +5,8 @@ import json
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from convert_fakes import (
 )
 
 from unetr_pp.cli.convert_task import main
-from unetr_pp.dataset.converters import convert_task
+from unetr_pp.dataset.converters import convert_task, jobs
 from unetr_pp.dataset.converters.synapse import BTCV_LABELS, SYNAPSE_VAL_CASES
 from unetr_pp.io import load_dataset_json, read_image
 from unetr_pp.utilities.errors import UnetrPPError
@@ -167,3 +169,21 @@ def test_cli_argument_errors(synapse_raw, tmp_path, capsys):
         main(base + ["-np", "0"])
     assert "-np must be at least 1" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dead_worker_process_is_a_clear_error(synapse_raw, tmp_path, monkeypatch):
+    def die(job, root):
+        raise BrokenProcessPool("worker killed")
+
+    monkeypatch.setattr(jobs, "execute", die)
+    monkeypatch.setattr(jobs, "ProcessPoolExecutor", _InlineExecutor)
+    with pytest.raises(UnetrPPError, match=r"worker process died \(out of memory\?\).*retry with fewer processes"):
+        convert_task("btcv", synapse_raw, output_dir=tmp_path, num_processes=2)
+    assert list(tmp_path.iterdir()) == []
+
+
+class _InlineExecutor(ThreadPoolExecutor):
+    """Stands in for the process pool: runs jobs in a thread so a patched `execute` is used."""
+
+    def __init__(self, workers: int, mp_context=None) -> None:
+        super().__init__(workers)

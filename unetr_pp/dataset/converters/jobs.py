@@ -4,6 +4,7 @@ from __future__ import annotations
 import multiprocessing
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,8 +109,12 @@ def run_jobs(jobs: list[FileJob], root: Path, num_processes: int, desc: str) -> 
                 bar.update()
         else:
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(num_processes, len(jobs)), mp_context=context) as pool:
-                for future in as_completed([pool.submit(execute, job, root) for job in jobs]):
-                    problems.append(future.result())
-                    bar.update()
+            try:
+                with ProcessPoolExecutor(min(num_processes, len(jobs)), mp_context=context) as pool:
+                    for future in as_completed([pool.submit(execute, job, root) for job in jobs]):
+                        problems.append(future.result())
+                        bar.update()
+            except BrokenProcessPool:
+                raise UnetrPPError(f"a conversion worker process died (out of memory?) while writing into {root}; "
+                                   f"retry with fewer processes, e.g. -np 1") from None
     return sorted(p for p in problems if p)
