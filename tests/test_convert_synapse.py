@@ -187,3 +187,14 @@ class _InlineExecutor(ThreadPoolExecutor):
 
     def __init__(self, workers: int, mp_context=None) -> None:
         super().__init__(workers)
+
+
+def test_origin_mismatch_is_a_warning(tmp_path, capsys):
+    raw = make_synapse(tmp_path / "raw", numbers=(1, 2), tests=())
+    shifted = (ORIGIN_XYZ[0] + 0.5, ORIGIN_XYZ[1], ORIGIN_XYZ[2])
+    write(volume(7).clip(0, 13).astype(np.uint8), raw / "RawData" / "Training" / "label" / "label0002.nii.gz",
+          origin=shifted)
+    assert main(["--source", "btcv", "-i", str(raw), "-o", str(tmp_path / "out"), "-np", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: " in out and "label0002.nii.gz: origin [-171.8, -168.9, -412.5] differs from img0002.nii.gz [-172.3, -168.9, -412.5]" in out
+    assert "wrote " in out and "Task017_BTCV: 2 training case(s), 0 test case(s)" in out

@@ -129,8 +129,8 @@ def check_same_grid(header: Header, reference: Header, problems: list[str], warn
     for field, sink in (("spacing", problems), ("itk_origin", warnings), ("itk_direction", warnings)):
         a, b = np.asarray(getattr(header, field)), np.asarray(getattr(reference, field))
         if not np.allclose(a, b, rtol=_GRID_TOL, atol=_GRID_TOL):
-            sink.append(f"{header.path}: {field.replace('itk_', '')} {a.round(5).tolist()} differs from "
-                        f"{reference.path.name} {b.round(5).tolist()}")
+            sink.append(f"{header.path}: {field.replace('itk_', '')} {a.round(4).tolist()} differs from "
+                        f"{reference.path.name} {b.round(4).tolist()}")
 
 
 def read_3d_header(path: Path, problems: list[str]) -> Header | None:
