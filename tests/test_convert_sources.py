@@ -85,11 +85,14 @@ def test_brats_missing_modality_and_bad_labels(tmp_path):
     text = conversion_error("brats", raw, tmp_path / "out")
     assert "BraTS20_Training_002: missing _t1ce image(s)" in text
     assert "notes.nii.gz: unexpected file" in text
+    text = conversion_error("brats", make_brats(tmp_path / "val", training=()), tmp_path / "out")
+    assert "no case folder has a _seg label file" in text
+    (tmp_path / "empty").mkdir()
+    assert "empty: no case folders" in conversion_error("brats", tmp_path / "empty", tmp_path / "out")
     raw = make_brats(tmp_path / "raw3", training=("case_a",), testing=())
     write(np.full((6, 8, 8), 3, np.uint8), raw / "case_a" / "case_a_seg.nii.gz")
-    with pytest.raises(UnetrPPError, match=r"case_a_seg.nii.gz: unexpected label values \[3\] \(allowed: \[0, 1, 2, 4\]\)"):
-        convert_task("brats", raw, output_dir=tmp_path / "out3", num_processes=1)
-    assert list((tmp_path / "out3").iterdir()) == []
+    text = conversion_error("brats", raw, tmp_path / "out3")
+    assert "case_a_seg.nii.gz: unexpected label values [3] (allowed: [0, 1, 2, 4])" in text
 
 
 def test_msd_4d_split_into_channels(tmp_path):

@@ -23,20 +23,19 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 @dataclass(frozen=True)
 class Source:
-    """A raw release kind: its planner, default task id/name (None: from the MSD folder name), layout."""
+    """A raw release kind: its planner and default task id/name (None: from the MSD folder name)."""
 
     plan: Callable[[Path, str], TaskPlan]
     default_id: int | None
     default_name: str | None
-    expected_layout: str
 
 
 SOURCES: dict[str, Source] = {
-    "synapse": Source(synapse.plan_synapse, 2, "Synapse", synapse.EXPECTED_LAYOUT),
-    "btcv": Source(synapse.plan_btcv, 17, "BTCV", synapse.EXPECTED_LAYOUT),
-    "acdc": Source(acdc.plan_acdc, 1, "ACDC", acdc.EXPECTED_LAYOUT),
-    "brats": Source(brats.plan_brats, 3, "tumor", brats.EXPECTED_LAYOUT),
-    "msd": Source(msd.plan_msd, None, None, msd.EXPECTED_LAYOUT),
+    "synapse": Source(synapse.plan_synapse, 2, "Synapse"),
+    "btcv": Source(synapse.plan_btcv, 17, "BTCV"),
+    "acdc": Source(acdc.plan_acdc, 1, "ACDC"),
+    "brats": Source(brats.plan_brats, 3, "tumor"),
+    "msd": Source(msd.plan_msd, None, None),
 }
 
 

@@ -60,10 +60,8 @@ def plan_brats(raw: Path, task_name: str) -> TaskPlan:
     """Case folders with `_seg` -> imagesTr/labelsTr (labels renamed), without -> imagesTs."""
     problems: list[str] = []
     warnings: list[str] = []
-    folders = list_subfolders(raw) if raw.is_dir() else []
-    if not raw.is_dir():
-        problems.append(f"{raw}: folder not found")
-    elif not folders:
+    folders = list_subfolders(raw)
+    if not folders:
         problems.append(f"{raw}: no case folders")
     cases = {folder.name: _scan_case(folder, problems, warnings) for folder in folders}
     check_problems(raw, "brats", problems, EXPECTED_LAYOUT)
