@@ -96,7 +96,7 @@ def write_task(plan: TaskPlan, output_dir: Path, raw: Path, overwrite: bool, num
     check_target(target, raw, overwrite)
     staging = Path(tempfile.mkdtemp(prefix=f".{plan.task_name}.converting-", dir=output_dir))
     try:
-        folders = set(TASK_FOLDERS) | {target.split("/")[0] for job in plan.jobs for target in job.targets}
+        folders = set(TASK_FOLDERS) | {relative.split("/")[0] for job in plan.jobs for relative in job.targets}
         for folder in sorted(folders):
             (staging / folder).mkdir()
         problems = run_jobs(plan.jobs, staging, num_processes, desc=f"converting {plan.task_name}")
