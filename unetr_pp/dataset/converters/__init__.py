@@ -16,6 +16,7 @@ from typing import Callable
 from unetr_pp import paths
 from unetr_pp.dataset.converters import acdc, brats, msd, synapse
 from unetr_pp.dataset.converters.task_writer import TaskPlan, check_target, write_task
+from unetr_pp.dataset.integrity import default_num_processes
 from unetr_pp.utilities.errors import UnetrPPError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -47,11 +48,6 @@ class ConvertedTask:
     num_training: int
     num_test: int
     warnings: list[str]
-
-
-def default_num_processes() -> int:
-    """Worker processes used when none are given: the CPU count, at most 8."""
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 def task_name_for(source: str, raw: Path, task_id: int | None = None, name: str | None = None) -> str:
