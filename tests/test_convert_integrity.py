@@ -4,9 +4,8 @@ from __future__ import annotations
 import pytest
 from convert_fakes import make_acdc, make_brats, make_msd, make_synapse
 
+from unetr_pp.dataset import integrity
 from unetr_pp.dataset.converters import convert_task
-
-integrity = pytest.importorskip("unetr_pp.dataset.integrity", reason="integrity verifier not merged yet")
 
 FAKES = {
     "synapse": lambda root: make_synapse(root, numbers=(1, 2, 3, 4, 8, 22, 25, 29, 32, 35, 36, 38, 5)),
