@@ -264,3 +264,17 @@ def test_duplicate_training_entry(tmp_path):
         f"{root}/dataset.json: numTraining is 3 but 4 training case(s) are listed in 'training'",
         f"{root}/dataset.json: case 'case0' is listed more than once in 'training'",
     ]
+
+
+def test_missing_labelstr_is_one_problem_and_images_are_still_checked(tmp_path):
+    root = _make_task(tmp_path / "T", version=2)
+    for path in (root / "labelsTr").iterdir():
+        path.unlink()
+    (root / "labelsTr").rmdir()
+    image = _image(0)
+    image[0, 0, 0] = np.inf
+    write_image(image, GEOMETRY, root / "imagesTr" / "case1_0000.nii.gz")
+    assert find_integrity_problems(root, num_processes=1) == [
+        f"{root}/labelsTr: folder not found (training labels go here)",
+        f"{root}/imagesTr/case1_0000.nii.gz: image holds 0 NaN and 1 inf voxels",
+    ]
