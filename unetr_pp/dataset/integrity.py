@@ -7,21 +7,20 @@ file sits in imagesTr/labelsTr. Cases are read in a process pool, each file once
 """
 from __future__ import annotations
 
-import multiprocessing
+import functools
 import os
 import re
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
 import nibabel
 import numpy as np
-from tqdm import tqdm
 
 from unetr_pp.io import CaseFiles, DatasetInfo, Geometry, load_dataset_json, read_image
 from unetr_pp.io.images import image_ending
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
+from unetr_pp.utilities.parallel import parallel_map
 
 MAX_LISTED_VALUES = 20
 BINCOUNT_CHUNK = 1 << 22
@@ -206,23 +205,6 @@ def _num_training_problem(info: DatasetInfo) -> str | None:
     return None
 
 
-def _run_checks(cases: list[CaseFiles], label_values: frozenset[int], num_processes: int) -> list[str]:
-    problems: list[str] = []
-    bar = tqdm(total=len(cases), desc="verifying cases", unit="case", disable=not cases)
-    if num_processes <= 1 or len(cases) <= 1:
-        for case in cases:
-            problems.extend(_check_case(case, label_values))
-            bar.update()
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(num_processes, len(cases)), mp_context=context) as pool:
-            for found in pool.map(_check_case, cases, [label_values] * len(cases)):
-                problems.extend(found)
-                bar.update()
-    bar.close()
-    return problems
-
-
 def _find(task_dir: str | Path, num_processes: int | None) -> tuple[list[str], DatasetInfo | None]:
     try:
         info = load_dataset_json(task_dir)
@@ -244,7 +226,9 @@ def _find(task_dir: str | Path, num_processes: int | None) -> tuple[list[str], D
     problems.extend(_file_problems(info))
     cases = list(dict.fromkeys(info.training_cases + info.test_cases))
     workers = default_num_processes() if num_processes is None else num_processes
-    problems.extend(_run_checks(cases, frozenset(info.label_values), workers))
+    check = functools.partial(_check_case, label_values=frozenset(info.label_values))
+    for found in parallel_map(check, cases, workers, desc="verifying cases", unit="case"):
+        problems.extend(found)
     return problems, info
 
 
