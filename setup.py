@@ -23,6 +23,7 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "monai>=1.3",
+        "einops>=0.6",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3"],
