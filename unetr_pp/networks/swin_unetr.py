@@ -22,7 +22,7 @@ class SwinUNETR(SingleOutputMixin, MonaiSwinUNETR):
     def __init__(self, in_channels: int, out_channels: int, patch_size, deep_supervision: bool = False,
                  **kwargs) -> None:
         patch = check_patch_divisible(NETWORK_NAME, patch_size, (DIVISOR,) * 3)
-        super().__init__(in_channels, out_channels, **kwargs)
+        super().__init__(in_channels=in_channels, out_channels=out_channels, **kwargs)
         self.input_size = patch
         self.deep_supervision = bool(deep_supervision)
 

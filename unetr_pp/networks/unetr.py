@@ -25,7 +25,7 @@ class UNETR(SingleOutputMixin, MonaiUNETR):
     def __init__(self, in_channels: int, out_channels: int, patch_size, deep_supervision: bool = False,
                  **kwargs) -> None:
         patch = check_patch_divisible(NETWORK_NAME, patch_size, (VIT_PATCH,) * 3)
-        super().__init__(in_channels, out_channels, patch, **kwargs)
+        super().__init__(in_channels=in_channels, out_channels=out_channels, img_size=patch, **kwargs)
         self.input_size = patch
         for name, param in self.named_parameters():
             if UNUSED_PARAMETER in name:
