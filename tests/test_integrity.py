@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from unetr_pp.dataset import integrity
 from unetr_pp.dataset.integrity import find_integrity_problems, verify_dataset_integrity
 from unetr_pp.io import Geometry, write_image
 from unetr_pp.utilities.errors import UnetrPPError
@@ -86,6 +87,21 @@ def test_v1_unsuffixed_image_gets_a_hint(tmp_path):
     assert "rename a 3D image to case0_0000.nii.gz" in problem
 
 
+def test_v1_entry_naming_a_channel_file_gets_a_hint(tmp_path):
+    root = _make_task(tmp_path / "T")
+    obj = json.loads((root / "dataset.json").read_text())
+    obj["training"][1]["image"] = "./imagesTr/case1_0000.nii.gz"
+    (root / "dataset.json").write_text(json.dumps(obj))
+    problems = find_integrity_problems(root, num_processes=1)
+    assert problems[0] == (
+        f"{root}/imagesTr/case1_0000_0000.nii.gz: missing channel 0 (CT) of case 'case1_0000'; dataset.json "
+        "names the channel file case1_0000.nii.gz itself: v1 entries name the case without the channel suffix "
+        "(./imagesTr/case1.nii.gz)")
+    assert problems[1] == f"{root}/labelsTr/case1_0000.nii.gz: missing label of case 'case1_0000'"
+    assert problems[2].startswith(f"{root}/labelsTr/case1.nii.gz: stray file")
+    assert len(problems) == 3
+
+
 def test_image_label_shape_mismatch(tmp_path):
     root = _make_task(tmp_path / "T")
     write_image(np.zeros((8, 16, 15), np.uint8), GEOMETRY, root / "labelsTr" / "case1.nii.gz")
@@ -129,10 +145,11 @@ def test_channel_geometry_and_shape_mismatch(tmp_path):
     ]
 
 
-def test_undeclared_label_values_are_listed(tmp_path):
+def test_undeclared_label_values_are_listed(tmp_path, monkeypatch):
+    monkeypatch.setattr(integrity, "BINCOUNT_CHUNK", 100)  # count values over several chunks
     root = _make_task(tmp_path / "T")
     label = _label()
-    label[0, 0, 0], label[0, 0, 1] = 7, 13
+    label[0, 0, 0], label[-1, -1, -1] = 7, 13
     write_image(label, GEOMETRY, root / "labelsTr" / "case2.nii.gz")
     assert _only_problem(root) == (f"{root}/labelsTr/case2.nii.gz: label values [7, 13] are not declared in "
                                    "dataset.json (declared: [0, 1, 2])")
@@ -236,3 +253,28 @@ def test_many_problems_reported_in_one_run_with_a_pool_and_nothing_written(tmp_p
                      "imagesTr/extra_0000.nii.gz: stray file"):
         assert sum(expected in line for line in message.splitlines()) == 1, (expected, message)
     assert _snapshot(tmp_path) == before
+
+
+def test_duplicate_training_entry(tmp_path):
+    root = _make_task(tmp_path / "T")
+    obj = json.loads((root / "dataset.json").read_text())
+    obj["training"].append(obj["training"][0])
+    (root / "dataset.json").write_text(json.dumps(obj))
+    assert find_integrity_problems(root, num_processes=1) == [
+        f"{root}/dataset.json: numTraining is 3 but 4 training case(s) are listed in 'training'",
+        f"{root}/dataset.json: case 'case0' is listed more than once in 'training'",
+    ]
+
+
+def test_missing_labelstr_is_one_problem_and_images_are_still_checked(tmp_path):
+    root = _make_task(tmp_path / "T", version=2)
+    for path in (root / "labelsTr").iterdir():
+        path.unlink()
+    (root / "labelsTr").rmdir()
+    image = _image(0)
+    image[0, 0, 0] = np.inf
+    write_image(image, GEOMETRY, root / "imagesTr" / "case1_0000.nii.gz")
+    assert find_integrity_problems(root, num_processes=1) == [
+        f"{root}/labelsTr: folder not found (training labels go here)",
+        f"{root}/imagesTr/case1_0000.nii.gz: image holds 0 NaN and 1 inf voxels",
+    ]

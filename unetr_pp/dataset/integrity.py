@@ -7,21 +7,24 @@ file sits in imagesTr/labelsTr. Cases are read in a process pool, each file once
 """
 from __future__ import annotations
 
-import multiprocessing
+import functools
 import os
-from concurrent.futures import ProcessPoolExecutor
+import re
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 import nibabel
 import numpy as np
-from tqdm import tqdm
 
 from unetr_pp.io import CaseFiles, DatasetInfo, Geometry, load_dataset_json, read_image
 from unetr_pp.io.images import image_ending
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
+from unetr_pp.utilities.parallel import parallel_map
 
 MAX_LISTED_VALUES = 20
+BINCOUNT_CHUNK = 1 << 22
+CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
 MSD_HINT = "an MSD task keeps all channels in one 4D file: convert it with `unetr_pp_convert_task --source msd`"
 
 
@@ -86,7 +89,9 @@ def _label_value_problems(path: Path, label: np.ndarray, allowed: frozenset[int]
         if not finite.all() or np.any(label[finite] != np.round(label[finite])):
             return [f"{path}: label holds non-integer values (NaN, inf or fractions); labels must be integers"]
     if label.dtype.kind in "iub" and label.size and int(label.min()) >= 0 and int(label.max()) < 1 << 16:
-        counts = np.bincount(label.ravel().astype(np.int64, copy=False))
+        flat, counts = label.reshape(-1), np.zeros(int(label.max()) + 1, np.int64)
+        for start in range(0, flat.size, BINCOUNT_CHUNK):  # chunks: bincount copies its input to int64
+            counts += np.bincount(flat[start:start + BINCOUNT_CHUNK], minlength=counts.size)
         values = np.flatnonzero(counts)
     else:
         values = np.unique(label)
@@ -143,21 +148,26 @@ def _listed(folder: Path) -> list[Path]:
 
 
 def _missing_channel(info: DatasetInfo, case: CaseFiles, channel: int, path: Path, hinted: set[Path]) -> str:
+    """The problem line of a missing channel file, with a hint when a v1 naming mix-up explains it."""
     line = f"{path}: missing channel {channel} ({info.channel_names.get(channel, '?')}) of case {case.case_id!r}"
     unsuffixed = path.parent / f"{case.case_id}{info.file_ending}"
-    if unsuffixed.is_file():
-        hinted.add(unsuffixed)
-        line += (f"; found {unsuffixed.name}: images must be named <case>_XXXX{info.file_ending}, one file "
-                 f"per channel (rename a 3D image to {path.name}; {MSD_HINT})")
-    return line
+    if not unsuffixed.is_file():
+        return line
+    hinted.add(unsuffixed)
+    if CHANNEL_SUFFIX.search(case.case_id):
+        return line + (f"; dataset.json names the channel file {unsuffixed.name} itself: v1 entries name the "
+                       f"case without the channel suffix (./{unsuffixed.parent.name}/"
+                       f"{CHANNEL_SUFFIX.sub('', case.case_id)}{info.file_ending})")
+    return line + (f"; found {unsuffixed.name}: images must be named <case>_XXXX{info.file_ending}, one file "
+                   f"per channel (rename a 3D image to {path.name}; {MSD_HINT})")
 
 
 def _file_problems(info: DatasetInfo) -> list[str]:
     """Missing channels and labels, duplicate cases and stray files in imagesTr/labelsTr."""
     problems: list[str] = []
     hinted: set[Path] = set()
-    ids = [case.case_id for case in info.training_cases]
-    for case_id in sorted({i for i in ids if ids.count(i) > 1}):
+    counts = Counter(case.case_id for case in info.training_cases)
+    for case_id in sorted(i for i, n in counts.items() if n > 1):
         problems.append(f"{info.root / 'dataset.json'}: case {case_id!r} is listed more than once in 'training'")
     check_labels = (info.root / "labelsTr").is_dir()
     for case in info.training_cases + info.test_cases:
@@ -195,23 +205,6 @@ def _num_training_problem(info: DatasetInfo) -> str | None:
     return None
 
 
-def _run_checks(cases: list[CaseFiles], label_values: frozenset[int], num_processes: int) -> list[str]:
-    problems: list[str] = []
-    bar = tqdm(total=len(cases), desc="verifying cases", unit="case", disable=not cases)
-    if num_processes <= 1 or len(cases) <= 1:
-        for case in cases:
-            problems.extend(_check_case(case, label_values))
-            bar.update()
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(num_processes, len(cases)), mp_context=context) as pool:
-            for found in pool.map(_check_case, cases, [label_values] * len(cases)):
-                problems.extend(found)
-                bar.update()
-    bar.close()
-    return problems
-
-
 def _find(task_dir: str | Path, num_processes: int | None) -> tuple[list[str], DatasetInfo | None]:
     try:
         info = load_dataset_json(task_dir)
@@ -233,12 +226,17 @@ def _find(task_dir: str | Path, num_processes: int | None) -> tuple[list[str], D
     problems.extend(_file_problems(info))
     cases = list(dict.fromkeys(info.training_cases + info.test_cases))
     workers = default_num_processes() if num_processes is None else num_processes
-    problems.extend(_run_checks(cases, frozenset(info.label_values), workers))
+    check = functools.partial(_check_case, label_values=frozenset(info.label_values))
+    for found in parallel_map(check, cases, workers, desc="verifying cases", unit="case"):
+        problems.extend(found)
     return problems, info
 
 
 def find_integrity_problems(task_dir: str | Path, num_processes: int | None = None) -> list[str]:
-    """Every problem of a raw task folder, one line each naming the file; [] when it is clean."""
+    """Every problem of a raw task folder, one line each naming the file; [] when it is clean.
+
+    Cases are read by `num_processes` worker processes (default: CPU count, at most 8; 1 = in-process).
+    """
     return _find(task_dir, num_processes)[0]
 
 

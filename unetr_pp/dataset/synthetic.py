@@ -70,7 +70,7 @@ class Tube:
 
 
 # organ -> (shapes added, shapes cut away); reference adult abdomen, body semi-axes 150 x 110 mm
-ANATOMY: dict[str, tuple[tuple, tuple]] = {
+ANATOMY: dict[str, tuple[tuple[Ellipsoid | Tube, ...], tuple[Ellipsoid, ...]]] = {
     "liver": ((Ellipsoid((-62, 5, 35), (66, 60, 56)), Ellipsoid((5, -40, 50), (48, 26, 28), rot_z=15)), ()),
     "spleen": ((Ellipsoid((88, 42, 45), (20, 40, 38), rot_z=-35),), ()),
     "stomach": ((Ellipsoid((60, -8, 55), (30, 28, 26)), Ellipsoid((38, -48, 20), (32, 22, 32), rot_z=30)), ()),
@@ -199,10 +199,10 @@ def generate_case(seed: int, index: int) -> PhantomCase:
     image[inner] = SOFT_TISSUE_HU
 
     label = np.zeros(shape, np.uint8)
-    hu_by_name = {organ.name: organ for organ in ORGANS}
+    organ_by_name = {organ.name: organ for organ in ORGANS}
     enlarged = PAINT_ORDER[rng.integers(len(PAINT_ORDER))]
     for name in PAINT_ORDER:
-        organ = hu_by_name[name]
+        organ = organ_by_name[name]
         scale = rng.uniform(0.9, 1.1) * (1.2 if name == enlarged else 1.0)
         shift = rng.normal(0, [4.0, 4.0, 5.0])
         added, cut = ANATOMY[name]
@@ -214,9 +214,10 @@ def generate_case(seed: int, index: int) -> PhantomCase:
         mask &= inner
         label[mask] = organ.label
         image[mask] = organ.hu + rng.normal(0, 6)
-        if name == "stomach":  # a gas cap in the anterior (upper, supine) part of the stomach
-            gas = mask & (q[1] < -48 + shift[1] - 14 * scale)
-            image[gas] = GAS_HU
+        if name == "stomach":  # a gas cap in the anterior (upper when supine) part of the stomach body
+            stomach_body = added[1]
+            front = stomach_body.center[1] + shift[1] - 0.64 * stomach_body.axes[1] * scale
+            image[mask & (q[1] < front)] = GAS_HU
 
     vertebra = (q[0] / 22) ** 2 + ((q[1] - 60) / 18) ** 2 <= 1.0
     spinous = (q[0] / 7) ** 2 + ((q[1] - 90) / 13) ** 2 <= 1.0
