@@ -226,3 +226,23 @@ def test_preprocessing_pool_keeps_case_order_and_reports_errors(tmp_path):
     assert isinstance(results[1][1], UnetrPPError) and "b_0000.nii.gz" in str(results[1][1])
     data, properties = results[2][1]
     assert data.shape == (2, 5, 11, 9) and properties["case_id"] == "c"
+
+
+def test_real_registry_network_loads_and_predicts(env_folders):
+    """No fakes: a fold of the registry's nnU-Net UNet is rebuilt from its sidecar and predicts a volume."""
+    from unetr_pp.networks import build_network
+
+    config = {"patch_size": [16, 16, 16], "num_input_channels": 1, "num_classes": 3,
+              "pool_op_kernel_sizes": [[2, 2, 2], [2, 2, 2]], "conv_kernel_sizes": [[3, 3, 3]] * 3}
+    plans = {"regions_class_order": None, "configurations": {"3d_fullres": config}}
+    torch.manual_seed(0)
+    net = build_network("nnunet", config, deep_supervision=True)
+    path = env_folders["RESULTS_FOLDER"] / "model" / "fold_all" / "model_latest.model"
+    path.parent.mkdir(parents=True)
+    torch.save({"epoch": 0, "state_dict": net.state_dict()}, path)
+    save_json({"network": "nnunet", "configuration": "3d_fullres", "plans": plans}, path.with_name(path.name + ".json"))
+    model = load_trained_model(path.parent.parent, ["all"], "model_latest")
+    data = np.random.default_rng(0).standard_normal((1, 16, 20, 16)).astype(np.float32)
+    probs = predict_preprocessed_case(model.networks, data, plans, "3d_fullres", PredictionOptions(mirror_axes=()))
+    assert probs.shape == (3, 16, 20, 16)
+    np.testing.assert_allclose(probs.sum(0), 1.0, rtol=1e-5)

@@ -9,6 +9,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from unetr_pp.networks import build_network as registry_build
 from unetr_pp.networks.official import layout_problems, read_checkpoint_state_dict, strip_module_prefix
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, results_folder
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
@@ -83,8 +84,6 @@ def _read_sidecar(path: Path) -> dict:
 
 def build_network(name: str, plans_config: dict) -> nn.Module:
     """The registry's network `name` for `plans_config`, deep supervision off."""
-    from unetr_pp.networks import build_network as registry_build  # the registry lands with the network zoo
-
     return registry_build(name, plans_config, deep_supervision=False)
 
 
