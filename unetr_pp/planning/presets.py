@@ -105,7 +105,7 @@ def apply_preset_and_overrides(plans: dict, preset: str | None, overrides: Seque
         _set_dotted(config, key, value)
         explicit.add(key.split(".")[0])
     plans["overrides"] = {key: value for key, value in parsed}
-    if explicit & {"patch_size", "pool_op_kernel_sizes", "spacing"}:
+    if explicit & {"patch_size", "pool_op_kernel_sizes", "spacing"} and _geometry_ok(config):
         _retopologize(config, explicit)
     problems = []
     for name, cfg in plans["configurations"].items():
@@ -119,6 +119,12 @@ def apply_preset_and_overrides(plans: dict, preset: str | None, overrides: Seque
 def _int_list(value: Any, length: int) -> bool:
     return isinstance(value, list) and len(value) == length and all(
         isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+
+
+def _geometry_ok(config: dict) -> bool:
+    spacing = config.get("spacing")
+    return _int_list(config.get("patch_size"), 3) and isinstance(spacing, list) and len(spacing) == 3 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in spacing)
 
 
 def validate_configuration(config: dict) -> list[str]:
