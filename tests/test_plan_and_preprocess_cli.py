@@ -128,3 +128,11 @@ def test_bad_override_and_unknown_task(env_folders, capsys):
            "2 problem(s)", "not divisible", "batch_size must be a positive integer")
     assert _no_output(env_folders)
     _fails(capsys, ["-t", "999"], "no task with id 999")
+
+
+def test_verify_dataset_integrity_runs_first(env_folders, capsys):
+    pytest.importorskip("unetr_pp.dataset.integrity")
+    task = _task(env_folders, 2)
+    assert main(["-t", "901", "--verify_dataset_integrity", "--no_preprocessing"]) == 0
+    (task / "labelsTr" / "case_001.nii.gz").unlink()
+    _fails(capsys, ["-t", "901", "--verify_dataset_integrity"], "case_001")

@@ -36,11 +36,14 @@ class PlanAndPreprocessOptions:
     preprocess: bool = True
 
 
-def _load_task(task_dir: Path, verify: bool) -> DatasetInfo:
+def _load_task(task_dir: Path, verify: bool, num_processes: int) -> DatasetInfo:
     if verify:
-        from unetr_pp.dataset.integrity import verify_dataset_integrity
-
-        return verify_dataset_integrity(task_dir)
+        try:
+            from unetr_pp.dataset.integrity import verify_dataset_integrity
+        except ImportError:
+            raise UnetrPPError("--verify_dataset_integrity: unetr_pp.dataset.integrity is missing from this "
+                               "installation") from None
+        return verify_dataset_integrity(task_dir, num_processes)
     info = load_dataset_json(task_dir)
     if not info.training_cases:
         raise UnetrPPError(f"{task_dir / 'imagesTr'}: no training cases found (empty images folder?)")
@@ -67,7 +70,7 @@ def plan_and_preprocess(options: PlanAndPreprocessOptions) -> Path:
     task_dir = raw_folder / name
     if not task_dir.is_dir():
         raise UnetrPPError(f"{task_dir}: raw task folder not found")
-    info = _load_task(task_dir, options.verify_integrity)
+    info = _load_task(task_dir, options.verify_integrity, options.processes_fullres)
     check_writable_dir(pre_base)
     cropped_folder = check_writable_dir(paths.cropped_data_folder() / name)
     final = pre_base / name
