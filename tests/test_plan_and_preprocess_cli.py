@@ -136,3 +136,10 @@ def test_verify_dataset_integrity_runs_first(env_folders, capsys):
     assert main(["-t", "901", "--verify_dataset_integrity", "--no_preprocessing"]) == 0
     (task / "labelsTr" / "case_001.nii.gz").unlink()
     _fails(capsys, ["-t", "901", "--verify_dataset_integrity"], "case_001")
+
+
+def test_missing_image_file_is_named(env_folders, capsys):
+    task = _task(env_folders, 2)
+    (task / "imagesTr" / "case_001_0000.nii.gz").unlink()
+    _fails(capsys, ["-t", "901"], "case_001_0000.nii.gz")
+    assert _no_output(env_folders)

@@ -39,7 +39,10 @@ def _file_stamps(case: CaseFiles) -> dict[str, list[float]]:
     files = list(case.images) + ([case.label] if case.label else [])
     stamps = {}
     for path in files:
-        stat = os.stat(path)
+        try:
+            stat = os.stat(path)
+        except OSError as err:
+            raise UnetrPPError(f"{path}: cannot read ({err.strerror})") from None
         stamps[str(path)] = [stat.st_size, stat.st_mtime]
     return stamps
 
@@ -66,8 +69,11 @@ def load_or_crop(case: CaseFiles, cropped_folder: Path) -> CroppedCase:
     prop_file = cropped_folder / f"{case.case_id}.json"
     data_file, seg_file = cropped_folder / f"{case.case_id}.npy", cropped_folder / f"{case.case_id}_seg.npy"
     if prop_file.is_file() and data_file.is_file() and seg_file.is_file():
-        properties = load_json(prop_file)
-        if properties.get("raw_files") == {k: list(v) for k, v in stamps.items()}:
+        try:
+            properties = load_json(prop_file)
+        except UnetrPPError:  # a damaged cache entry is simply rebuilt
+            properties = {}
+        if properties.get("raw_files") == stamps:
             return CroppedCase(np.load(data_file, mmap_mode="r"), np.load(seg_file, mmap_mode="r"), properties)
     cropped = read_and_crop(case)
     properties = dict(cropped.properties, raw_files=stamps)

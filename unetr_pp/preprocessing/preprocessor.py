@@ -19,6 +19,7 @@ from unetr_pp.preprocessing.fingerprint import load_or_crop
 from unetr_pp.preprocessing.normalization import normalize
 from unetr_pp.preprocessing.parallel import map_cases
 from unetr_pp.preprocessing.resampling import compute_new_shape, get_separate_z_axis, resample_data_or_seg
+from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import atomic_path, load_json, save_json, save_npy
 
 MAX_LOCATIONS_PER_CLASS = 10_000
@@ -109,7 +110,7 @@ def case_is_done(folder: Path, case_id: str, signature: str) -> bool:
         return False
     try:
         return load_json(folder / f"{case_id}.json").get("signature") == signature
-    except Exception:  # an unreadable properties file means: redo the case
+    except UnetrPPError:  # an unreadable properties file means: redo the case
         return False
 
 
