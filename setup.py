@@ -22,7 +22,8 @@ setup(
         "medpy>=0.5.2",
         "tqdm>=4.60",
         "matplotlib>=3.7",
-        "monai>=1.3",
+        "monai>=1.5",
+        "einops>=0.6",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3"],

@@ -13,6 +13,13 @@ import numpy as np
 from unetr_pp.utilities.errors import UnetrPPError
 
 
+def umask_mode(mode: int) -> int:
+    """`mode` as open()/mkdir() would create it under the current umask (mkstemp/mkdtemp use 0o600/0o700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it.
@@ -29,6 +36,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, umask_mode(0o666))
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,39 @@
+"""Run a function over items in worker processes (or in-process) with a progress bar."""
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable, Sequence, TypeVar
+
+from tqdm import tqdm
+
+from unetr_pp.utilities.errors import UnetrPPError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], num_processes: int, desc: str, unit: str) -> list[R]:
+    """`[fn(item) for item in items]` in order; in `spawn` worker processes when `num_processes` > 1.
+
+    `fn` must be picklable (a module-level function or a functools.partial of one). A worker that dies
+    (e.g. killed for memory) raises UnetrPPError instead of a deep traceback.
+    """
+    results: list[R] = []
+    with tqdm(total=len(items), desc=desc, unit=unit, disable=not items) as bar:
+        if num_processes <= 1 or len(items) <= 1:
+            for item in items:
+                results.append(fn(item))
+                bar.update()
+            return results
+        context = multiprocessing.get_context("spawn")
+        try:
+            with ProcessPoolExecutor(min(num_processes, len(items)), mp_context=context) as pool:
+                for result in pool.map(fn, items):
+                    results.append(result)
+                    bar.update()
+        except BrokenProcessPool:
+            raise UnetrPPError(f"a worker process died (out of memory?) while {desc}; retry with fewer "
+                               f"processes") from None
+    return results
