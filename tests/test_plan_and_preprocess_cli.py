@@ -20,13 +20,17 @@ def _task(env_folders, n_cases=2):
     return make_task(env_folders["unetr_pp_raw_data_base"], n_cases=n_cases)
 
 
+def _main(argv):
+    return main(argv + ["-tf", "1", "-tl", "1"])
+
+
 def _no_output(env_folders):
     return not any(env_folders["unetr_pp_preprocessed"].iterdir())
 
 
 def test_cli_writes_fingerprint_plans_and_data(env_folders, capsys):
     _task(env_folders)
-    assert main(["-t", "901", "-tf", "1", "--preset", "demo", "--override", "batch_size=3"]) == 0
+    assert _main(["-t", "901", "--preset", "demo", "--override", "batch_size=3"]) == 0
     out = env_folders["unetr_pp_preprocessed"] / "Task901_Tiny"
     plans = load_json(out / "unetr_pp_Plansv2.1.json")
     config = plans["configurations"]["3d_fullres"]
@@ -40,7 +44,7 @@ def test_cli_writes_fingerprint_plans_and_data(env_folders, capsys):
 
 def test_no_preprocessing_and_plans_identifier(env_folders):
     _task(env_folders)
-    assert main(["-t", "Task901_Tiny", "--no_preprocessing", "-p", "myplans"]) == 0
+    assert _main(["-t", "Task901_Tiny", "--no_preprocessing", "-p", "myplans"]) == 0
     out = env_folders["unetr_pp_preprocessed"] / "Task901_Tiny"
     assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "dataset_fingerprint.json", "myplans.json"]
 
@@ -55,7 +59,7 @@ def test_module_entry_point(env_folders):
 
 
 def _fails(capsys, argv, *needles):
-    assert main(argv) == 2
+    assert _main(argv) == 2
     err = capsys.readouterr().err
     assert "error: " in err and "Traceback" not in err
     for needle in needles:
@@ -133,7 +137,7 @@ def test_bad_override_and_unknown_task(env_folders, capsys):
 def test_verify_dataset_integrity_runs_first(env_folders, capsys):
     pytest.importorskip("unetr_pp.dataset.integrity")
     task = _task(env_folders, 2)
-    assert main(["-t", "901", "--verify_dataset_integrity", "--no_preprocessing"]) == 0
+    assert _main(["-t", "901", "--verify_dataset_integrity", "--no_preprocessing"]) == 0
     (task / "labelsTr" / "case_001.nii.gz").unlink()
     _fails(capsys, ["-t", "901", "--verify_dataset_integrity"], "case_001")
 
