@@ -135,11 +135,10 @@ def test_bad_override_and_unknown_task(env_folders, capsys):
 
 
 def test_verify_dataset_integrity_runs_first(env_folders, capsys):
-    pytest.importorskip("unetr_pp.dataset.integrity")
     task = _task(env_folders, 2)
     assert _main(["-t", "901", "--verify_dataset_integrity", "--no_preprocessing"]) == 0
     (task / "labelsTr" / "case_001.nii.gz").unlink()
-    _fails(capsys, ["-t", "901", "--verify_dataset_integrity"], "case_001")
+    _fails(capsys, ["-t", "901", "--verify_dataset_integrity"], "integrity check failed", "case_001")
 
 
 def test_missing_image_file_is_named(env_folders, capsys):

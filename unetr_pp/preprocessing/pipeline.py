@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unetr_pp import paths
+from unetr_pp.dataset.integrity import verify_dataset_integrity
 from unetr_pp.io import DatasetInfo, load_dataset_json
 from unetr_pp.planning.planner import plan_experiment
 from unetr_pp.planning.presets import apply_preset_and_overrides, load_preset, parse_override
@@ -38,11 +39,6 @@ class PlanAndPreprocessOptions:
 
 def _load_task(task_dir: Path, verify: bool, num_processes: int) -> DatasetInfo:
     if verify:
-        try:
-            from unetr_pp.dataset.integrity import verify_dataset_integrity
-        except ImportError:
-            raise UnetrPPError("--verify_dataset_integrity: unetr_pp.dataset.integrity is missing from this "
-                               "installation") from None
         return verify_dataset_integrity(task_dir, num_processes)
     info = load_dataset_json(task_dir)
     if not info.training_cases:

@@ -144,14 +144,11 @@ def _run_case(job: _Job) -> bool:
     return True
 
 
-def remove_stale_temp_files(folder: Path) -> int:
+def remove_stale_temp_files(folder: Path) -> None:
     """Delete hidden temp files left by a killed run (our atomic writes use `.<name>.*`)."""
-    removed = 0
     for path in folder.glob(".*"):
         if path.is_file():
             path.unlink()
-            removed += 1
-    return removed
 
 
 def preprocess_configuration(
