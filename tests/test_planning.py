@@ -18,6 +18,7 @@ from unetr_pp.planning.planner import (
 )
 from unetr_pp.planning.topology import feature_map_size, get_pool_and_conv_props
 from unetr_pp.preprocessing.resampling import compute_new_shape
+from unetr_pp.utilities.errors import UnetrPPError
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "planning" / "nnunetv2_planner_reference.json").read_text())
 
@@ -155,3 +156,10 @@ def test_plans_keys_follow_the_contract():
                                     "separate_z_anisotropy_threshold": 3.0}
     assert config["num_classes"] == 2 and config["num_input_channels"] == 1
     assert plans["channel_names"] == {"0": "CT"} and plans["labels"] == {"0": "background", "1": "a"}
+
+
+def test_ct_without_any_foreground_is_an_error():
+    fp = _fingerprint([[1, 1, 1]] * 2, [[40, 40, 40]] * 2)
+    fp["foreground_intensity_properties_per_channel"]["0"]["mean"] = float("nan")
+    with pytest.raises(UnetrPPError, match="channel 0 is CT but no training label has foreground"):
+        plan_experiment(fp, _info(), "p")

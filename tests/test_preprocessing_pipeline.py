@@ -142,3 +142,18 @@ def test_two_processes_give_the_same_result(env_folders):
         p.unlink()
     _run()
     np.testing.assert_array_equal(load_case(data_folder, "case_001").data, serial.data)
+
+
+def test_lowres_configuration_uses_its_own_spacing_and_folder(ct_task):
+    env, folder, plans = ct_task
+    lowres = dict(plans["configurations"]["3d_fullres"], data_identifier="p_3d_lowres", spacing=[5.0, 2.0, 2.0],
+                  next_stage="3d_fullres")
+    plans["configurations"]["3d_lowres"] = lowres
+    info = load_dataset_json(env["unetr_pp_raw_data_base"] / "unetr_pp_raw_data" / "Task901_Tiny")
+    cropped = env["unetr_pp_raw_data_base"] / "unetr_pp_cropped_data" / "Task901_Tiny"
+    assert preprocess_configuration(info.training_cases, cropped, folder, plans, "3d_lowres", 1) == 3
+    case = load_case(folder / "p_3d_lowres", "case_002")
+    crop = case.properties["shape_after_cropping"]
+    spacing = case.properties["original_spacing"]
+    assert case.data.shape[1:] == tuple(round(c * s / t) for c, s, t in zip(crop, spacing, [5.0, 2.0, 2.0]))
+    assert case.properties["spacing_after_resampling"] == [5.0, 2.0, 2.0]
