@@ -68,13 +68,12 @@ def _axis_operator(n_in: int, n_out: int, order: int) -> np.ndarray:
 
 
 def _apply_along(volume: np.ndarray, operator: np.ndarray, axis: int) -> np.ndarray:
-    """Multiply `operator` (n_out, n_in) into C-contiguous `volume` along `axis` (plain GEMMs, no copies)."""
-    shape = volume.shape
+    """Multiply `operator` (n_out, n_in) into `volume` along `axis`: one GEMM (+ one copy for a middle axis)."""
     if axis == volume.ndim - 1:
-        out = volume.reshape(-1, shape[-1]) @ operator.T
-    else:
-        out = operator @ volume.reshape(int(np.prod(shape[:axis])), shape[axis], -1)
-    return out.reshape(shape[:axis] + (operator.shape[0],) + shape[axis + 1:])
+        shape = volume.shape
+        return (volume.reshape(-1, shape[-1]) @ operator.T).reshape(shape[:-1] + (operator.shape[0],))
+    out = np.tensordot(operator, volume, axes=([1], [axis]))
+    return np.ascontiguousarray(np.moveaxis(out, 0, axis))
 
 
 def _zoom(

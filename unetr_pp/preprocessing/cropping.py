@@ -1,0 +1,77 @@
+"""Crop a case to the bounding box of its nonzero region (nnU-Net `crop_to_nonzero`).
+
+The nonzero mask is (any channel != 0) with holes filled (`scipy.ndimage.binary_fill_holes`). Like
+nnU-Net v1 and v2, background voxels of the segmentation outside that mask become -1 here; the
+preprocessor keeps the -1 only for configurations that normalize inside the mask and turns it back
+into 0 otherwise (docs/architecture.md: `<case>_seg.npy`).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import binary_fill_holes
+
+from unetr_pp.io import Geometry
+
+OUTSIDE_MASK_LABEL = -1
+
+
+def create_nonzero_mask(data: np.ndarray) -> np.ndarray:
+    """(C, z, y, x) -> bool (z, y, x): any channel != 0, holes filled."""
+    mask = np.any(data != 0, axis=0)
+    return binary_fill_holes(mask)
+
+
+def get_bbox(mask: np.ndarray) -> list[list[int]]:
+    """Half-open bounding box [[z0, z1], [y0, y1], [x0, x1]] of `mask`; the whole array when it is empty."""
+    bbox = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        bbox.append([int(hit[0]), int(hit[-1]) + 1] if len(hit) else [0, int(mask.shape[axis])])
+    return bbox
+
+
+def bbox_slices(bbox: list[list[int]]) -> tuple[slice, ...]:
+    """[[z0, z1], ...] -> (slice(z0, z1), ...)."""
+    return tuple(slice(lo, hi) for lo, hi in bbox)
+
+
+def crop_to_nonzero(
+    data: np.ndarray, seg: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """Crop data (C, z, y, x) and seg (1, z, y, x) to the nonzero bounding box.
+
+    Returns (data, seg, bbox); seg is int8/int16 with background outside the filled nonzero mask set
+    to -1. Without `seg`, the returned seg is 0 inside the mask and -1 outside.
+    """
+    mask = create_nonzero_mask(data)
+    bbox = get_bbox(mask)
+    slicer = bbox_slices(bbox)
+    mask = mask[slicer][None]
+    data = data[(slice(None),) + slicer]
+    if seg is None:
+        seg = np.where(mask, np.int8(0), np.int8(OUTSIDE_MASK_LABEL))
+    else:
+        seg = np.array(seg[(slice(None),) + slicer], dtype=seg_dtype(seg))
+        seg[(seg == 0) & ~mask] = OUTSIDE_MASK_LABEL
+    return data, seg, bbox
+
+
+def seg_dtype(seg: np.ndarray) -> type:
+    """int8 when every label fits, else int16."""
+    return np.int8 if seg.size == 0 or int(seg.max()) <= 127 else np.int16
+
+
+def crop_with_properties(
+    case_id: str, data: np.ndarray, geometry: Geometry, seg: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """`crop_to_nonzero` plus the crop properties of docs/architecture.md (original axes)."""
+    cropped, seg, bbox = crop_to_nonzero(data, seg)
+    properties = {
+        "case_id": case_id,
+        "geometry": geometry.to_json(),
+        "original_shape": list(data.shape[1:]),
+        "bbox": bbox,
+        "shape_after_cropping": list(cropped.shape[1:]),
+        "original_spacing": list(geometry.spacing),
+    }
+    return np.ascontiguousarray(cropped), seg, properties

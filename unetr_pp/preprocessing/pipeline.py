@@ -1,0 +1,105 @@
+"""plan_and_preprocess: (integrity) -> crop + fingerprint -> plans (+ preset/overrides) -> preprocess.
+
+A new task's preprocessed folder is built as `$unetr_pp_preprocessed/.<Task>.partial` and renamed to
+`<Task>` when everything succeeded; a failure caused by the input removes it, an interruption keeps it
+so the next run resumes. Cropped cases are cached in `$unetr_pp_raw_data_base/unetr_pp_cropped_data/<Task>`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unetr_pp import paths
+from unetr_pp.dataset.integrity import verify_dataset_integrity
+from unetr_pp.io import DatasetInfo, load_dataset_json
+from unetr_pp.planning.planner import plan_experiment
+from unetr_pp.planning.presets import apply_preset_and_overrides, load_preset, parse_override
+from unetr_pp.preprocessing.fingerprint import extract_fingerprint
+from unetr_pp.preprocessing.preprocessor import preprocess_configuration
+from unetr_pp.utilities.errors import UnetrPPError
+from unetr_pp.utilities.files import check_writable_dir, save_json
+
+
+@dataclass
+class PlanAndPreprocessOptions:
+    """What `unetr_pp_plan_and_preprocess` was asked to do."""
+
+    task: str
+    verify_integrity: bool = False
+    preset: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    configurations: list[str] | None = None
+    plans_identifier: str = paths.DEFAULT_PLANS_IDENTIFIER
+    processes_lowres: int = 2
+    processes_fullres: int = 2
+    preprocess: bool = True
+
+
+def _load_task(task_dir: Path, verify: bool, num_processes: int) -> DatasetInfo:
+    if verify:
+        return verify_dataset_integrity(task_dir, num_processes)
+    info = load_dataset_json(task_dir)
+    if not info.training_cases:
+        raise UnetrPPError(f"{task_dir / 'imagesTr'}: no training cases found (empty images folder?)")
+    return info
+
+
+def _summary(plans: dict) -> str:
+    lines = [f"plans {plans['plans_identifier']} for {plans['dataset_name']}: transpose {plans['transpose_forward']}"]
+    for name, cfg in plans["configurations"].items():
+        spacing = [round(s, 3) for s in cfg["spacing"]]
+        lines.append(f"  {name}: spacing {spacing}, patch {cfg['patch_size']}, batch {cfg['batch_size']}, "
+                     f"{len(cfg['pool_op_kernel_sizes'])} poolings, normalization {cfg['normalization_schemes']}")
+    return "\n".join(lines)
+
+
+def plan_and_preprocess(options: PlanAndPreprocessOptions) -> Path:
+    """Run the whole stage for one task; returns the preprocessed task folder."""
+    if options.preset:
+        load_preset(options.preset)
+    for text in options.overrides:
+        parse_override(text)
+    raw_folder, pre_base = paths.raw_data_folder(), paths.preprocessed_folder()
+    name = paths.resolve_task(options.task, [raw_folder])
+    task_dir = raw_folder / name
+    if not task_dir.is_dir():
+        raise UnetrPPError(f"{task_dir}: raw task folder not found")
+    info = _load_task(task_dir, options.verify_integrity, options.processes_fullres)
+    check_writable_dir(pre_base)
+    cropped_folder = check_writable_dir(paths.cropped_data_folder() / name)
+    final = pre_base / name
+    work = final if final.is_dir() else pre_base / f".{name}.partial"
+    try:
+        work.mkdir(exist_ok=True)
+        _run(options, info, cropped_folder, work)
+    except UnetrPPError:
+        if work != final:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    if work != final:
+        os.replace(work, final)
+    return final
+
+
+def _run(options: PlanAndPreprocessOptions, info: DatasetInfo, cropped_folder: Path, work: Path) -> None:
+    fingerprint = extract_fingerprint(info, cropped_folder, options.processes_fullres)
+    save_json(fingerprint, work / "dataset_fingerprint.json")
+    save_json(info.raw, work / "dataset.json")
+    plans = plan_experiment(fingerprint, info, options.plans_identifier)
+    plans = apply_preset_and_overrides(plans, options.preset, options.overrides)
+    save_json(plans, work / f"{options.plans_identifier}.json")
+    print(_summary(plans))
+    if not options.preprocess:
+        return
+    wanted = options.configurations or list(plans["configurations"])
+    cases = sorted(info.training_cases, key=lambda c: c.case_id)
+    for configuration in wanted:
+        if configuration not in plans["configurations"]:
+            print(f"{configuration}: not planned for this dataset (3d_lowres is only made when the images are "
+                  f"much larger than the 3d_fullres patch); skipped")
+            continue
+        processes = options.processes_lowres if configuration == "3d_lowres" else options.processes_fullres
+        computed = preprocess_configuration(cases, cropped_folder, work, plans, configuration, processes)
+        print(f"{configuration}: {computed} case(s) preprocessed, {len(cases) - computed} already done")
