@@ -11,7 +11,9 @@ import torch
 
 from unetr_pp.preprocessing.preprocessor import class_locations
 from unetr_pp.training.data import LoaderSettings, make_loaders
-from unetr_pp.training.data.augmentation import sampling_patch_size, use_dummy_2d
+from unetr_pp.training.data.augmentation import (Convert2DTo3DTransform, Convert3DTo2DTransform, MaskTransform,
+                                                 sampling_patch_size, use_dummy_2d)
+from unetr_pp.training.data.loader import derive_seeds
 from unetr_pp.training.data.sampling import do_oversample
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import save_json, save_npy
@@ -225,3 +227,35 @@ def test_bad_input_messages(folder, monkeypatch):
     monkeypatch.setenv("unetr_pp_n_proc_DA", "many")
     with pytest.raises(UnetrPPError, match="unetr_pp_n_proc_DA"):
         make_loaders(folder, ["case_0"], ["case_1"], PLANS, "3d_fullres", LoaderSettings(PATCH, 2))
+
+
+@pytest.mark.parametrize("num_processes", [0, 1])
+def test_case_vanishing_during_training_is_a_clear_error(tmp_path, num_processes):
+    write_case(tmp_path, "gone", *body_case((20, 36, 36), 1))
+    settings = LoaderSettings(PATCH, 1, num_processes=num_processes, seed=0)
+    train, _ = make_loaders(tmp_path, ["gone"], ["gone"], PLANS, "3d_fullres", settings)
+    (tmp_path / "gone.npy").unlink()
+    with pytest.raises(UnetrPPError) as err:
+        next(train)
+    assert ("gone.npy" in str(err.value)) if num_processes == 0 else ("augmentation worker failed" in str(err.value))
+    assert multiprocessing.active_children() == []
+
+
+def test_ranks_and_streams_get_distinct_seeds():
+    seeds = derive_seeds(7, 0, 0, 2) + derive_seeds(7, 1, 0, 2) + derive_seeds(7, 0, 1, 2) + derive_seeds(8, 0, 0, 2)
+    assert len(set(seeds)) == 8 and all(0 <= s < 2 ** 32 for s in seeds)
+    assert derive_seeds(7, 1, 0, 2) == derive_seeds(7, 1, 0, 2) and derive_seeds(None, 0, 0, 2) is None
+
+
+def test_mask_and_dummy_2d_reshape_transforms():
+    data = np.arange(2 * 2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 2, 3, 4, 5) + 1
+    seg = np.zeros((2, 1, 3, 4, 5), dtype=np.float32)
+    seg[0, 0, 1] = -1
+    out = MaskTransform([True, False])(data=data.copy(), seg=seg.copy())
+    assert (out["data"][0, 0, 1] == 0).all() and (out["data"][0, 1, 1] == data[0, 1, 1]).all()
+    assert np.array_equal(np.delete(out["data"][0, 0], 1, axis=0), np.delete(data[0, 0], 1, axis=0))
+    assert np.array_equal(out["data"][1], data[1])
+    flat = Convert3DTo2DTransform()(data=data.copy(), seg=seg.copy())
+    assert flat["data"].shape == (2, 6, 4, 5) and flat["seg"].shape == (2, 3, 4, 5)
+    back = Convert2DTo3DTransform()(**flat)
+    assert np.array_equal(back["data"], data) and np.array_equal(back["seg"], seg) and set(back) == {"data", "seg"}
