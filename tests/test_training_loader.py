@@ -9,14 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from unetr_pp.preprocessing.pipeline import PlanAndPreprocessOptions, plan_and_preprocess
 from unetr_pp.preprocessing.preprocessor import class_locations
-from unetr_pp.training.data import LoaderSettings, make_loaders
+from unetr_pp.training.data import LoaderSettings, fold_cases, load_or_create_splits, make_loaders
 from unetr_pp.training.data.augmentation import (Convert2DTo3DTransform, Convert3DTo2DTransform, MaskTransform,
                                                  sampling_patch_size, use_dummy_2d)
 from unetr_pp.training.data.loader import derive_seeds
 from unetr_pp.training.data.sampling import do_oversample
 from unetr_pp.utilities.errors import UnetrPPError
-from unetr_pp.utilities.files import save_json, save_npy
+from unetr_pp.utilities.files import load_json, save_json, save_npy
+
+from prep_tasks import make_task
 
 PATCH = (16, 32, 32)
 SCALES = [(1, 1, 1), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)]
@@ -178,6 +181,9 @@ def test_worker_processes_yield_and_shut_down(folder):
     train2, _ = make_loaders(folder, ["case_0", "case_1"], ["case_2"], PLANS, "3d_fullres", settings)
     again = batches(train2, 3)
     assert all(torch.equal(a["data"], b["data"]) for a, b in zip(got, again))
+    assert multiprocessing.active_children() == []
+    next(train2)  # a closed loader restarts its workers when used again, and close() stops them again
+    assert len(multiprocessing.active_children()) == 2
     train2.close()
     assert multiprocessing.active_children() == []
 
@@ -259,3 +265,25 @@ def test_mask_and_dummy_2d_reshape_transforms():
     assert flat["data"].shape == (2, 6, 4, 5) and flat["seg"].shape == (2, 3, 4, 5)
     back = Convert2DTo3DTransform()(**flat)
     assert np.array_equal(back["data"], data) and np.array_equal(back["seg"], seg) and set(back) == {"data", "seg"}
+
+
+def test_on_really_preprocessed_task(env_folders):
+    """The real preprocessing output (MRI: -1 outside the mask) -> splits and loaders at the planned patch."""
+    shapes = [(26, 24, 6), (24, 26, 7), (25, 25, 6), (24, 24, 7), (26, 26, 6)]
+    spacings = [(1.0, 1.0, 4.0 + 0.25 * i) for i in range(5)]
+    make_task(env_folders["unetr_pp_raw_data_base"], "Task903_Loader", 5, "MRI", shapes, spacings)
+    task = plan_and_preprocess(PlanAndPreprocessOptions(task="903", processes_fullres=1, processes_lowres=1))
+    plans = load_json(task / "unetr_pp_Plansv2.1.json")
+    config = plans["configurations"]["3d_fullres"]
+    data_folder = task / config["data_identifier"]
+    case_ids = sorted(p.name[:-len(".json")] for p in data_folder.glob("*.json"))
+    train_ids, val_ids = fold_cases(load_or_create_splits(task, case_ids), 0, case_ids)
+    assert (len(train_ids), len(val_ids)) == (4, 1) and (task / "splits_final.json").is_file()
+    patch = tuple(config["patch_size"])
+    settings = LoaderSettings(patch, 2, [(1, 1, 1), (0.5, 0.5, 0.5)], num_processes=0, seed=0)
+    train, val = make_loaders(data_folder, train_ids, val_ids, plans, "3d_fullres", settings)
+    for batch in batches(train, 2) + batches(val, 1):
+        assert tuple(batch["data"].shape) == (2, 1) + patch
+        assert tuple(batch["target"][1].shape[2:]) == tuple(round(p / 2) for p in patch)
+        assert set(torch.unique(batch["target"][0]).tolist()) <= {0, 1, 2}
+        assert batch["target"][0][1].gt(0).any()  # the second sample of each batch is forced to foreground

@@ -91,6 +91,8 @@ class BatchLoader:
         """Next batch: data float32 (B, C, *patch); target list of int64 (B, 1, *s) or float32 (B, R, *s)."""
         if self._augmenter is None:
             return self._to_torch(self._next_in_process())
+        if not self._finalizer.alive:  # used again after close(): the workers restart, so guard them again
+            self._finalizer = weakref.finalize(self, _shutdown, self._augmenter)
         try:
             return self._to_torch(next(self._augmenter))
         except RuntimeError as err:
@@ -118,7 +120,7 @@ class BatchLoader:
             random.setstate(saved_py)
 
     def close(self) -> None:
-        """Stop and join the worker processes (idempotent)."""
+        """Stop and join the worker processes (idempotent; a later `next()` starts them again)."""
         if self._augmenter is not None:
             self._finalizer()
 
