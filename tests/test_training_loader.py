@@ -51,12 +51,26 @@ def body_case(shape, seed):
     return data, seg[None]
 
 
+BASELINE_CHILDREN: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _baseline_children():
+    BASELINE_CHILDREN.clear()
+    BASELINE_CHILDREN.update(p.pid for p in multiprocessing.active_children())
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("prep") / "data_3d_fullres"
     for i, shape in enumerate([(24, 40, 40), (20, 44, 36), (28, 36, 40)]):
         write_case(folder, f"case_{i}", *body_case(shape, i))
     return folder
+
+
+def new_children():
+    """Child processes started during this test (pytest-xdist or earlier tests may own others)."""
+    return [p for p in multiprocessing.active_children() if p.pid not in BASELINE_CHILDREN]
 
 
 def batches(loader, n):
@@ -169,11 +183,11 @@ def test_in_process_is_deterministic_and_isolated(folder):
 def test_worker_processes_yield_and_shut_down(folder):
     settings = LoaderSettings(PATCH, 2, SCALES, num_processes=2, seed=4)
     train, val = make_loaders(folder, ["case_0", "case_1"], ["case_2"], PLANS, "3d_fullres", settings)
-    assert multiprocessing.active_children() == []  # workers start lazily
+    assert new_children() == []  # workers start lazily
     with train, val:
         got = [next(train) for _ in range(3)] + [next(val)]
-        assert len(multiprocessing.active_children()) == 3  # 2 training + max(2 // 2, 1) validation workers
-    assert multiprocessing.active_children() == []
+        assert len(new_children()) == 3  # 2 training + max(2 // 2, 1) validation workers
+    assert new_children() == []
     for batch in got:
         assert tuple(batch["data"].shape) == (2, 1) + PATCH
         assert [tuple(t.shape[2:]) for t in batch["target"]] == [(16, 32, 32), (8, 16, 16), (4, 8, 8)]
@@ -181,20 +195,20 @@ def test_worker_processes_yield_and_shut_down(folder):
     train2, _ = make_loaders(folder, ["case_0", "case_1"], ["case_2"], PLANS, "3d_fullres", settings)
     again = batches(train2, 3)
     assert all(torch.equal(a["data"], b["data"]) for a, b in zip(got, again))
-    assert multiprocessing.active_children() == []
+    assert new_children() == []
     next(train2)  # a closed loader restarts its workers when used again, and close() stops them again
-    assert len(multiprocessing.active_children()) == 2
+    assert len(new_children()) == 2
     train2.close()
-    assert multiprocessing.active_children() == []
+    assert new_children() == []
 
 
 def test_dropped_loader_stops_its_workers(folder):
     settings = LoaderSettings(PATCH, 1, num_processes=1, seed=0)
     train, _ = make_loaders(folder, ["case_0"], ["case_1"], PLANS, "3d_fullres", settings)
     next(train)
-    assert len(multiprocessing.active_children()) == 1
+    assert len(new_children()) == 1
     del train
-    assert multiprocessing.active_children() == []
+    assert new_children() == []
 
 
 def test_sampling_patch_size_hand_computed():
@@ -244,7 +258,7 @@ def test_case_vanishing_during_training_is_a_clear_error(tmp_path, num_processes
     with pytest.raises(UnetrPPError) as err:
         next(train)
     assert ("gone.npy" in str(err.value)) if num_processes == 0 else ("augmentation worker failed" in str(err.value))
-    assert multiprocessing.active_children() == []
+    assert new_children() == []
 
 
 def test_ranks_and_streams_get_distinct_seeds():
