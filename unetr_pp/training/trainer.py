@@ -156,8 +156,11 @@ class Trainer:
         if not case_ids:
             raise UnetrPPError(f"{self.setup.data_folder}: no preprocessed cases; run "
                                f"unetr_pp_plan_and_preprocess -t {self.setup.task}")
-        splits = load_or_create_splits(self.setup.task_folder, case_ids, self.plans.get("preset_splits"))
-        self.train_ids, self.val_ids = fold_cases(splits, self.setup.fold, case_ids)
+        if self.setup.fold == "all":
+            self.train_ids, self.val_ids = list(case_ids), list(case_ids)
+        else:
+            splits = load_or_create_splits(self.setup.task_folder, case_ids, self.plans.get("preset_splits"))
+            self.train_ids, self.val_ids = fold_cases(splits, self.setup.fold, case_ids)
         self.network = self.build_network().to(self.device)
 
     def initialize(self) -> None:

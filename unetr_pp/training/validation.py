@@ -49,7 +49,7 @@ def validate_fold(network: nn.Module, plans: dict, configuration: str, data_fold
     try:
         for case_id in val_ids:
             case = load_case(data_folder, case_id, mmap=True)
-            probabilities = predict_preprocessed_case([network], np.asarray(case.data), plans, configuration,
+            probabilities = predict_preprocessed_case([network], np.array(case.data, dtype=np.float32), plans, configuration,
                                                       options, device)
             export_case(probabilities, {**case.properties, "case_id": case_id}, plans, configuration,
                         out / f"{case_id}{ending}")
