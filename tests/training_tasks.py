@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from unetr_pp.cli.plan_and_preprocess import main as plan_and_preprocess
 
 from prep_tasks import make_task
@@ -39,3 +41,23 @@ def fold_folder(env_folders: dict[str, Path], trainer: str = "nnunet_trainer", f
     """The results folder of `trainer` on the tiny task."""
     return (env_folders["RESULTS_FOLDER"] / "unetr_pp" / "3d_fullres" / TASK / f"{trainer}__unetr_pp_Plansv2.1"
             / f"fold_{fold}")
+
+
+@pytest.fixture(scope="session")
+def tiny_template(tmp_path_factory) -> Path:
+    """The tiny raw + preprocessed task, built once per session."""
+    with pytest.MonkeyPatch.context() as mp:
+        return build_template(tmp_path_factory.mktemp("tiny_training_task"), mp)
+
+
+@pytest.fixture
+def tiny_task(tiny_template, env_folders) -> dict[str, Path]:
+    """env_folders holding a fresh copy of the tiny task; DA in-process, one torch thread."""
+    install(tiny_template, env_folders)
+    return env_folders
+
+
+def run_args(fold: str = "0", trainer: str = "nnunet_trainer", epochs: int = 2, iters: int = 2) -> list[str]:
+    """unetr_pp_train arguments for a short deterministic-seeded run on the tiny task."""
+    return ["3d_fullres", trainer, "902", fold, "--epochs", str(epochs), "--iters_per_epoch", str(iters),
+            "--val_iters", "1", "-npda", "0", "--seed", "0", "--val_disable_tta"]

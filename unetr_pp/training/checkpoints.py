@@ -1,7 +1,8 @@
 """Checkpoint files: atomic `torch.save` + `.model.json` sidecar, newest-valid lookup for `-c`, pretrained weights.
 
-Test hook: env `unetr_pp_test_kill_in_checkpoint=N` makes the process SIGKILL itself on the N-th checkpoint
-write, after the temporary file is complete and before it is renamed (used by the crash-resume test).
+Test hook: env `unetr_pp_test_kill_in_checkpoint=<name>:<N>` makes the process SIGKILL itself on the N-th write
+of `<name>.model` in this process, after the temporary file is complete and before it is renamed (used by the
+crash-resume test).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ REQUIRED_KEYS = ("epoch", "state_dict", "optimizer_state_dict", "lr_scheduler_st
                  "plot_stuff", "best_stuff", "rng_state")
 IDENTITY_KEYS = ("trainer", "network", "configuration", "plans_identifier", "task", "fold")
 KILL_VAR = "unetr_pp_test_kill_in_checkpoint"
-_writes = 0
+_writes: dict[str, int] = {}
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -34,10 +35,9 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _maybe_kill_for_test() -> None:
-    global _writes
-    _writes += 1
-    if os.environ.get(KILL_VAR) == str(_writes):
+def _maybe_kill_for_test(path: Path) -> None:
+    _writes[path.name] = _writes.get(path.name, 0) + 1
+    if os.environ.get(KILL_VAR) == f"{path.stem}:{_writes[path.name]}":
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -52,7 +52,7 @@ def save_checkpoint(path: Path, content: dict[str, Any], sidecar: dict[str, Any]
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, umask_mode(0o666))
-        _maybe_kill_for_test()
+        _maybe_kill_for_test(path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
