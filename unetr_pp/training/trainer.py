@@ -171,6 +171,10 @@ class Trainer:
         scales = list(self.network.deep_supervision_scales)
         base = DiceBCELoss() if self.regions else DiceCELoss()
         self.loss = DeepSupervisionLoss(base, len(scales))
+        if self.dist.is_main:
+            for stale in self.output_folder.glob(".model_*.model.*.tmp"):
+                self.log(f"removing {stale.name}, left by an interrupted checkpoint write")
+                stale.unlink()
         if self.options.continue_training:
             self._resume()
         elif self.options.pretrained_weights is not None:
