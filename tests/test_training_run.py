@@ -25,7 +25,7 @@ def test_train_fold_files_predictor_val_and_continue(tiny_task, capsys):
         "model_final_checkpoint.model.json"]
     assert "progress.png" in names and not any(n.startswith(".") for n in names)
     log = next(folder.glob("training_log_*.txt")).read_text()
-    for text in ("device cpu", "patch [16, 32, 32], batch 2", "network parameters", "epoch 2/2: train loss",
+    for text in ("device cpu", "loss DiceCELoss (softmax, labels)", "patch [16, 32, 32], batch 2", "network parameters", "epoch 2/2: train loss",
                  "pseudo Dice", "EMA", "lr 0.005359"):
         assert text in log
     final = read_checkpoint(folder / "model_final_checkpoint.model")
@@ -136,3 +136,20 @@ def test_extra_trainer_folder(tmp_path, monkeypatch):
     (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
     with pytest.raises(Exception, match="broken.py: cannot import extra trainer file"):
         get_trainer_class("other")
+
+
+def test_region_training_runs_with_sigmoid_loss(tiny_task):
+    plans_path = tiny_task["unetr_pp_preprocessed"] / TASK / "unetr_pp_Plansv2.1.json"
+    plans = load_json(plans_path)
+    plans.update(regions={"whole": [1, 2], "organ2": [2]}, regions_class_order=[1, 2])
+    plans["configurations"]["3d_fullres"]["num_classes"] = 2
+    save_json(plans, plans_path)
+    assert main(run_args(fold="all", epochs=1, iters=2)) == 0
+    folder = fold_folder(tiny_task, fold="all")
+    final = read_checkpoint(folder / "model_final_checkpoint.model")
+    assert final.content["state_dict"]["heads.2.weight"].shape[0] == 2  # one output per region
+    assert len(final.content["plot_stuff"]["pseudo_dice"]) == 1
+    summary = load_json(folder / "validation_raw" / "summary.json")
+    assert len(summary["metric_per_case"]) == 5
+    log = next(folder.glob("training_log_*.txt")).read_text()
+    assert "loss DiceBCELoss (sigmoid, regions), deep supervision weights [0.571, 0.286, 0.143]" in log

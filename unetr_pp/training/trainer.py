@@ -205,6 +205,8 @@ class Trainer:
         self.log(f"patch {list(settings.patch_size)}, batch {self.config['batch_size']} "
                  f"({settings.batch_size} per process), deep supervision scales {settings.deep_supervision_scales}")
         self.log(f"network parameters {params:,}; {len(self.train_ids)} training / {len(self.val_ids)} validation cases")
+        self.log(f"loss {type(self.loss.loss).__name__} ({'sigmoid, regions' if self.regions else 'softmax, labels'}), "
+                 f"deep supervision weights {[round(w, 3) for w in self.loss.weights]}")
         self.log(f"options {json.dumps(asdict(self.options), default=str)}")
         self.log(f"plans {json.dumps(self.plans['configurations'][self.setup.configuration])}")
 
