@@ -1,4 +1,4 @@
-"""unetr_pp_train in-process on a tiny task: files of a fold, predictor compatibility, --val, -c, learning, bad input."""
+"""unetr_pp_train in-process on a tiny task: fold files, predictor compatibility, --val, -c, learning, bad input."""
 from __future__ import annotations
 
 import json
@@ -25,7 +25,8 @@ def test_train_fold_files_predictor_val_and_continue(tiny_task, capsys):
         "model_final_checkpoint.model.json"]
     assert "progress.png" in names and not any(n.startswith(".") for n in names)
     log = next(folder.glob("training_log_*.txt")).read_text()
-    for text in ("device cpu", "loss DiceCELoss (softmax, labels)", "patch [16, 32, 32], batch 2", "network parameters", "epoch 2/2: train loss",
+    for text in ("device cpu", "loss DiceCELoss (softmax, labels)", "patch [16, 32, 32], batch 2",
+                 "network parameters", "epoch 2/2: train loss",
                  "pseudo Dice", "EMA", "lr 0.005359"):
         assert text in log
     final = read_checkpoint(folder / "model_final_checkpoint.model")
@@ -153,3 +154,23 @@ def test_region_training_runs_with_sigmoid_loss(tiny_task):
     assert len(summary["metric_per_case"]) == 5
     log = next(folder.glob("training_log_*.txt")).read_text()
     assert "loss DiceBCELoss (sigmoid, regions), deep supervision weights [0.571, 0.286, 0.143]" in log
+
+
+def test_builtin_trainers_and_optimizer_options(tmp_path):
+    expected = {"nnunet_trainer": "nnunet", "unetr_pp_trainer": "unetr_pp", "unetr_trainer": "unetr",
+                "swin_unetr_trainer": "swin_unetr", "uxnet_trainer": "uxnet", "repuxnet_trainer": "repuxnet",
+                "deformuxnet_trainer": "deformuxnet", "unetr_pp_trainer_synapse": "unetr_pp",
+                "unetr_pp_trainer_acdc": "unetr_pp", "unetr_pp_trainer_lung": "unetr_pp",
+                "unetr_pp_trainer_tumor": "unetr_pp"}
+    assert {name: get_trainer_class(name).network_name for name in expected} == expected
+    plans = {"configurations": {"3d_fullres": {}}}
+    setup = FoldSetup(TASK, "0", "3d_fullres", "p", plans, tmp_path, tmp_path, tmp_path / "out")
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    sgd = get_trainer_class("uxnet_trainer")(setup, TrainingOptions()).configure_optimizer(params)
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.defaults["lr"] == 1e-2 and sgd.defaults["momentum"] == 0.99 and sgd.defaults["nesterov"]
+    assert sgd.defaults["weight_decay"] == 3e-5
+    adamw = get_trainer_class("repuxnet_trainer")(setup, TrainingOptions(optimizer="adamw")).configure_optimizer(params)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["lr"] == 1e-4
+    with pytest.raises(Exception, match="--epochs must be at least 1"):
+        TrainingOptions(epochs=0)

@@ -1,4 +1,7 @@
-"""unetr_pp_train: train one fold (or `all`) of a task; `torchrun --nproc_per_node N -m unetr_pp.cli.train ...` for DDP."""
+"""unetr_pp_train: train one fold (or `all`) of a task.
+
+DDP: `torchrun --nproc_per_node N -m unetr_pp.cli.train ...`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Train one fold with the nnU-Net/UNETR++ recipe; the fold folder is "
                     "$RESULTS_FOLDER/unetr_pp/<CONFIG>/<Task>/<TRAINER>__<plans_id>/fold_<FOLD>/.")
     parser.add_argument("configuration", metavar="CONFIG", help="plans configuration, e.g. 3d_fullres")
-    parser.add_argument("trainer", metavar="TRAINER", help="e.g. unetr_pp_trainer, nnunet_trainer, unetr_pp_trainer_synapse")
+    parser.add_argument("trainer", metavar="TRAINER",
+                        help="e.g. unetr_pp_trainer, nnunet_trainer, unetr_pp_trainer_synapse")
     parser.add_argument("task", metavar="TASK", help="task id (2) or name (Task002_Synapse)")
     parser.add_argument("fold", metavar="FOLD", help="0-4 or all")
     parser.add_argument("-c", "--continue_training", action="store_true",
@@ -40,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
                         help="sgd (shared recipe) or adamw (lr 1e-4; UNETR, SwinUNETR and UX-Net family trainers)")
     parser.add_argument("-npda", "--num_processes_da", type=int,
-                        help="data augmentation worker processes (default: env unetr_pp_n_proc_DA, else 2; 0 = in-process)")
+                        help="data augmentation worker processes "
+                             "(default: env unetr_pp_n_proc_DA, else 2; 0 = in-process)")
     return parser
 
 

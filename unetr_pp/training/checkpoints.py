@@ -81,8 +81,9 @@ def read_checkpoint(path: Path) -> LoadedCheckpoint:
         raise UnetrPPError(f"{path}: checkpoint lacks some of {', '.join(REQUIRED_KEYS)}")
     sidecar = load_json(sidecar_path)
     if not isinstance(sidecar, dict) or sidecar.get("epoch") != content["epoch"]:
-        raise UnetrPPError(f"{sidecar_path}: sidecar epoch {sidecar.get('epoch') if isinstance(sidecar, dict) else None}"
-                           f" does not match the checkpoint's epoch {content['epoch']}")
+        found = sidecar.get("epoch") if isinstance(sidecar, dict) else None
+        raise UnetrPPError(f"{sidecar_path}: sidecar epoch {found} does not match the checkpoint's epoch "
+                           f"{content['epoch']}")
     return LoadedCheckpoint(path, content, sidecar)
 
 

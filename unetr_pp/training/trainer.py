@@ -95,8 +95,9 @@ class Trainer:
         self.setup = setup
         self.plans = json.loads(json.dumps(self.prepare_plans(setup.plans, setup.configuration)))
         if setup.configuration not in self.plans.get("configurations", {}):
+            available = ", ".join(self.plans.get("configurations", {}))
             raise UnetrPPError(f"plans {setup.plans_identifier} of {setup.task} have no configuration "
-                               f"{setup.configuration!r} (available: {', '.join(self.plans.get('configurations', {}))})")
+                               f"{setup.configuration!r} (available: {available})")
         self.config = self.plans["configurations"][setup.configuration]
         self.regions = bool(self.plans.get("regions"))
         self.output_folder = setup.output_folder
@@ -204,7 +205,8 @@ class Trainer:
                  f"deterministic {self.options.deterministic}, optimizer {self.options.optimizer} lr {self.base_lr}")
         self.log(f"patch {list(settings.patch_size)}, batch {self.config['batch_size']} "
                  f"({settings.batch_size} per process), deep supervision scales {settings.deep_supervision_scales}")
-        self.log(f"network parameters {params:,}; {len(self.train_ids)} training / {len(self.val_ids)} validation cases")
+        self.log(f"network parameters {params:,}; {len(self.train_ids)} training / "
+                 f"{len(self.val_ids)} validation cases")
         self.log(f"loss {type(self.loss.loss).__name__} ({'sigmoid, regions' if self.regions else 'softmax, labels'}), "
                  f"deep supervision weights {[round(w, 3) for w in self.loss.weights]}")
         self.log(f"options {json.dumps(asdict(self.options), default=str)}")

@@ -49,8 +49,8 @@ def validate_fold(network: nn.Module, plans: dict, configuration: str, data_fold
     try:
         for case_id in val_ids:
             case = load_case(data_folder, case_id, mmap=True)
-            probabilities = predict_preprocessed_case([network], np.array(case.data, dtype=np.float32), plans, configuration,
-                                                      options, device)
+            data = np.array(case.data, dtype=np.float32)
+            probabilities = predict_preprocessed_case([network], data, plans, configuration, options, device)
             export_case(probabilities, {**case.properties, "case_id": case_id}, plans, configuration,
                         out / f"{case_id}{ending}")
             log(f"validation: predicted {case_id}")
