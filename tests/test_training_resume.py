@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from unetr_pp.cli.train import main
 from unetr_pp.training.checkpoints import KILL_VAR, read_checkpoint
@@ -60,3 +61,40 @@ def test_sigkill_in_checkpoint_write_and_in_epoch_then_continue(tiny_task):
     # run 2 continued from epoch 1's model_latest, or from epoch 2's model_best when that epoch set a new best
     assert re.search(r"continuing from model_(latest\.model at epoch 1|best\.model at epoch 2)\n", logs)
     assert f"continuing from model_latest.model at epoch {reached}" in logs
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_sigterm_stops_the_data_loader_workers(tiny_task):
+    folder = fold_folder(tiny_task)
+    args = [sys.executable, "-m", "unetr_pp.cli.train", *run_args(epochs=50, iters=2, workers=2)]
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while _latest_epoch(folder) < 1 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.time() + 30
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    left = [w for w in workers if Path(f"/proc/{w}").exists()]
+    for pid in left:  # do not leave orphans behind when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left

@@ -57,7 +57,8 @@ def tiny_task(tiny_template, env_folders) -> dict[str, Path]:
     return env_folders
 
 
-def run_args(fold: str = "0", trainer: str = "nnunet_trainer", epochs: int = 2, iters: int = 2) -> list[str]:
-    """unetr_pp_train arguments for a short deterministic-seeded run on the tiny task."""
+def run_args(fold: str = "0", trainer: str = "nnunet_trainer", epochs: int = 2, iters: int = 2,
+             workers: int = 0) -> list[str]:
+    """unetr_pp_train arguments for a short seeded run on the tiny task (data augmentation in-process by default)."""
     return ["3d_fullres", trainer, "902", fold, "--epochs", str(epochs), "--iters_per_epoch", str(iters),
-            "--val_iters", "1", "-npda", "0", "--seed", "0", "--val_disable_tta"]
+            "--val_iters", "1", "-npda", str(workers), "--seed", "0", "--val_disable_tta"]

@@ -5,6 +5,7 @@ DDP: `torchrun --nproc_per_node N -m unetr_pp.cli.train ...`.
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, preprocessed_folder, resolve_task, results_folder
@@ -70,10 +71,21 @@ def fold_setup(configuration: str, task_arg: str, fold: str, trainer: str, plans
     return FoldSetup(task, fold, configuration, plans_identifier, plans, task_folder, data_folder, output)
 
 
+def _exit_on_sigterm(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of unetr_pp_train."""
-    args = _parser().parse_args(argv)
+    """Entry point of unetr_pp_train (SIGTERM exits cleanly: data loader workers are stopped)."""
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _run(_parser().parse_args(argv))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     trainer_class = get_trainer_class(args.trainer)
     setup = fold_setup(args.configuration, args.task, args.fold, trainer_class.name, args.plans_identifier)
     options = TrainingOptions(
@@ -86,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         trainer.load_final_for_validation()
         trainer.validate()
     else:
-        trainer.initialize()
-        trainer.run_training()
+        try:
+            trainer.initialize()
+            trainer.run_training()
+        finally:
+            trainer.close()
     return 0
 
 
