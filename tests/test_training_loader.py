@@ -9,12 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from unetr_pp.preprocessing.pipeline import PlanAndPreprocessOptions, plan_and_preprocess
 from unetr_pp.preprocessing.preprocessor import class_locations
-from unetr_pp.training.data import LoaderSettings, make_loaders
-from unetr_pp.training.data.augmentation import sampling_patch_size, use_dummy_2d
+from unetr_pp.training.data import LoaderSettings, fold_cases, load_or_create_splits, make_loaders
+from unetr_pp.training.data.augmentation import (Convert2DTo3DTransform, Convert3DTo2DTransform, MaskTransform,
+                                                 sampling_patch_size, use_dummy_2d)
+from unetr_pp.training.data.loader import derive_seeds
 from unetr_pp.training.data.sampling import do_oversample
 from unetr_pp.utilities.errors import UnetrPPError
-from unetr_pp.utilities.files import save_json, save_npy
+from unetr_pp.utilities.files import load_json, save_json, save_npy
+
+from prep_tasks import make_task
 
 PATCH = (16, 32, 32)
 SCALES = [(1, 1, 1), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)]
@@ -46,12 +51,26 @@ def body_case(shape, seed):
     return data, seg[None]
 
 
+BASELINE_CHILDREN: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _baseline_children():
+    BASELINE_CHILDREN.clear()
+    BASELINE_CHILDREN.update(p.pid for p in multiprocessing.active_children())
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("prep") / "data_3d_fullres"
     for i, shape in enumerate([(24, 40, 40), (20, 44, 36), (28, 36, 40)]):
         write_case(folder, f"case_{i}", *body_case(shape, i))
     return folder
+
+
+def new_children():
+    """Child processes started during this test (pytest-xdist or earlier tests may own others)."""
+    return [p for p in multiprocessing.active_children() if p.pid not in BASELINE_CHILDREN]
 
 
 def batches(loader, n):
@@ -164,11 +183,11 @@ def test_in_process_is_deterministic_and_isolated(folder):
 def test_worker_processes_yield_and_shut_down(folder):
     settings = LoaderSettings(PATCH, 2, SCALES, num_processes=2, seed=4)
     train, val = make_loaders(folder, ["case_0", "case_1"], ["case_2"], PLANS, "3d_fullres", settings)
-    assert multiprocessing.active_children() == []  # workers start lazily
+    assert new_children() == []  # workers start lazily
     with train, val:
         got = [next(train) for _ in range(3)] + [next(val)]
-        assert len(multiprocessing.active_children()) == 3  # 2 training + max(2 // 2, 1) validation workers
-    assert multiprocessing.active_children() == []
+        assert len(new_children()) == 3  # 2 training + max(2 // 2, 1) validation workers
+    assert new_children() == []
     for batch in got:
         assert tuple(batch["data"].shape) == (2, 1) + PATCH
         assert [tuple(t.shape[2:]) for t in batch["target"]] == [(16, 32, 32), (8, 16, 16), (4, 8, 8)]
@@ -176,17 +195,20 @@ def test_worker_processes_yield_and_shut_down(folder):
     train2, _ = make_loaders(folder, ["case_0", "case_1"], ["case_2"], PLANS, "3d_fullres", settings)
     again = batches(train2, 3)
     assert all(torch.equal(a["data"], b["data"]) for a, b in zip(got, again))
+    assert new_children() == []
+    next(train2)  # a closed loader restarts its workers when used again, and close() stops them again
+    assert len(new_children()) == 2
     train2.close()
-    assert multiprocessing.active_children() == []
+    assert new_children() == []
 
 
 def test_dropped_loader_stops_its_workers(folder):
     settings = LoaderSettings(PATCH, 1, num_processes=1, seed=0)
     train, _ = make_loaders(folder, ["case_0"], ["case_1"], PLANS, "3d_fullres", settings)
     next(train)
-    assert len(multiprocessing.active_children()) == 1
+    assert len(new_children()) == 1
     del train
-    assert multiprocessing.active_children() == []
+    assert new_children() == []
 
 
 def test_sampling_patch_size_hand_computed():
@@ -225,3 +247,57 @@ def test_bad_input_messages(folder, monkeypatch):
     monkeypatch.setenv("unetr_pp_n_proc_DA", "many")
     with pytest.raises(UnetrPPError, match="unetr_pp_n_proc_DA"):
         make_loaders(folder, ["case_0"], ["case_1"], PLANS, "3d_fullres", LoaderSettings(PATCH, 2))
+
+
+@pytest.mark.parametrize("num_processes", [0, 1])
+def test_case_vanishing_during_training_is_a_clear_error(tmp_path, num_processes):
+    write_case(tmp_path, "gone", *body_case((20, 36, 36), 1))
+    settings = LoaderSettings(PATCH, 1, num_processes=num_processes, seed=0)
+    train, _ = make_loaders(tmp_path, ["gone"], ["gone"], PLANS, "3d_fullres", settings)
+    (tmp_path / "gone.npy").unlink()
+    with pytest.raises(UnetrPPError) as err:
+        next(train)
+    assert ("gone.npy" in str(err.value)) if num_processes == 0 else ("augmentation worker failed" in str(err.value))
+    assert new_children() == []
+
+
+def test_ranks_and_streams_get_distinct_seeds():
+    seeds = derive_seeds(7, 0, 0, 2) + derive_seeds(7, 1, 0, 2) + derive_seeds(7, 0, 1, 2) + derive_seeds(8, 0, 0, 2)
+    assert len(set(seeds)) == 8 and all(0 <= s < 2 ** 32 for s in seeds)
+    assert derive_seeds(7, 1, 0, 2) == derive_seeds(7, 1, 0, 2) and derive_seeds(None, 0, 0, 2) is None
+
+
+def test_mask_and_dummy_2d_reshape_transforms():
+    data = np.arange(2 * 2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 2, 3, 4, 5) + 1
+    seg = np.zeros((2, 1, 3, 4, 5), dtype=np.float32)
+    seg[0, 0, 1] = -1
+    out = MaskTransform([True, False])(data=data.copy(), seg=seg.copy())
+    assert (out["data"][0, 0, 1] == 0).all() and (out["data"][0, 1, 1] == data[0, 1, 1]).all()
+    assert np.array_equal(np.delete(out["data"][0, 0], 1, axis=0), np.delete(data[0, 0], 1, axis=0))
+    assert np.array_equal(out["data"][1], data[1])
+    flat = Convert3DTo2DTransform()(data=data.copy(), seg=seg.copy())
+    assert flat["data"].shape == (2, 6, 4, 5) and flat["seg"].shape == (2, 3, 4, 5)
+    back = Convert2DTo3DTransform()(**flat)
+    assert np.array_equal(back["data"], data) and np.array_equal(back["seg"], seg) and set(back) == {"data", "seg"}
+
+
+def test_on_really_preprocessed_task(env_folders):
+    """The real preprocessing output (MRI: -1 outside the mask) -> splits and loaders at the planned patch."""
+    shapes = [(26, 24, 6), (24, 26, 7), (25, 25, 6), (24, 24, 7), (26, 26, 6)]
+    spacings = [(1.0, 1.0, 4.0 + 0.25 * i) for i in range(5)]
+    make_task(env_folders["unetr_pp_raw_data_base"], "Task903_Loader", 5, "MRI", shapes, spacings)
+    task = plan_and_preprocess(PlanAndPreprocessOptions(task="903", processes_fullres=1, processes_lowres=1))
+    plans = load_json(task / "unetr_pp_Plansv2.1.json")
+    config = plans["configurations"]["3d_fullres"]
+    data_folder = task / config["data_identifier"]
+    case_ids = sorted(p.name[:-len(".json")] for p in data_folder.glob("*.json"))
+    train_ids, val_ids = fold_cases(load_or_create_splits(task, case_ids), 0, case_ids)
+    assert (len(train_ids), len(val_ids)) == (4, 1) and (task / "splits_final.json").is_file()
+    patch = tuple(config["patch_size"])
+    settings = LoaderSettings(patch, 2, [(1, 1, 1), (0.5, 0.5, 0.5)], num_processes=0, seed=0)
+    train, val = make_loaders(data_folder, train_ids, val_ids, plans, "3d_fullres", settings)
+    for batch in batches(train, 2) + batches(val, 1):
+        assert tuple(batch["data"].shape) == (2, 1) + patch
+        assert tuple(batch["target"][1].shape[2:]) == tuple(round(p / 2) for p in patch)
+        assert set(torch.unique(batch["target"][0]).tolist()) <= {0, 1, 2}
+        assert batch["target"][0][1].gt(0).any()  # the second sample of each batch is forced to foreground

@@ -91,17 +91,20 @@ class MaskTransform(AbstractTransform):
 
 
 class SegToTargetTransform(AbstractTransform):
-    """seg (B, 1, ...) -> target: int labels, or float region masks (B, R, ...) when `regions` is given."""
+    """seg (B, 1, ...) -> target: int16 labels, or uint8 region masks (B, R, ...) when `regions` is given.
+
+    Compact dtypes keep the worker -> main process transfer small; BatchLoader casts to int64 / float32.
+    """
 
     def __init__(self, regions: Sequence[Sequence[int]] | None) -> None:
         self.regions = [list(r) for r in regions] if regions else None
 
     def __call__(self, **batch):
-        seg = np.rint(batch.pop("seg")[:, :1]).astype(np.int64)
+        seg = np.rint(batch.pop("seg")[:, :1]).astype(np.int16)
         if self.regions is None:
             batch["target"] = seg
         else:
-            batch["target"] = np.concatenate([np.isin(seg, r) for r in self.regions], axis=1).astype(np.float32)
+            batch["target"] = np.concatenate([np.isin(seg, r) for r in self.regions], axis=1).astype(np.uint8)
         return batch
 
 

@@ -35,6 +35,7 @@ class LoaderSettings:
     seed: int | None = None
     regions: list[list[int]] | None = None
     mirror_axes: tuple[int, ...] = (0, 1, 2)
+    rank: int = 0  # DDP rank: ranks draw different patches/augmentations from the same base seed
 
 
 def default_num_processes() -> int:
@@ -52,11 +53,11 @@ def default_num_processes() -> int:
     return number
 
 
-def derive_seeds(seed: int | None, stream: int, count: int) -> list[int] | None:
-    """Distinct 32-bit numpy seeds per (base seed, loader stream, worker); None stays None (fresh entropy)."""
+def derive_seeds(seed: int | None, rank: int, stream: int, count: int) -> list[int] | None:
+    """Distinct 32-bit numpy seeds per (base seed, rank, loader stream, worker); None stays None (fresh entropy)."""
     if seed is None:
         return None
-    return [int(np.random.SeedSequence([int(seed), stream, i]).generate_state(1)[0]) for i in range(count)]
+    return [int(np.random.SeedSequence([int(seed), rank, stream, i]).generate_state(1)[0]) for i in range(count)]
 
 
 class BatchLoader:
@@ -68,8 +69,9 @@ class BatchLoader:
     """
 
     def __init__(self, loader: PatchDataLoader, transform: Compose, num_processes: int, seeds: list[int] | None,
-                 pin_memory: bool) -> None:
+                 pin_memory: bool, region_targets: bool) -> None:
         self.num_processes = num_processes
+        self.region_targets = region_targets
         self.pin_memory = pin_memory
         self._loader, self._transform = loader, transform
         self._augmenter: MultiThreadedAugmenter | None = None
@@ -89,6 +91,8 @@ class BatchLoader:
         """Next batch: data float32 (B, C, *patch); target list of int64 (B, 1, *s) or float32 (B, R, *s)."""
         if self._augmenter is None:
             return self._to_torch(self._next_in_process())
+        if not self._finalizer.alive:  # used again after close(): the workers restart, so guard them again
+            self._finalizer = weakref.finalize(self, _shutdown, self._augmenter)
         try:
             return self._to_torch(next(self._augmenter))
         except RuntimeError as err:
@@ -98,7 +102,8 @@ class BatchLoader:
     def _to_torch(self, batch: dict) -> dict:
         """numpy arrays (sent by the workers as plain arrays) -> torch tensors, pinned when CUDA is used."""
         tensors = [torch.from_numpy(np.ascontiguousarray(batch["data"], dtype=np.float32))]
-        tensors += [torch.from_numpy(np.ascontiguousarray(t)) for t in batch["target"]]
+        target_dtype = np.float32 if self.region_targets else np.int64
+        tensors += [torch.from_numpy(np.ascontiguousarray(t, dtype=target_dtype)) for t in batch["target"]]
         if self.pin_memory:
             tensors = [t.pin_memory() for t in tensors]
         return {"data": tensors[0], "target": tensors[1:], "keys": list(batch["keys"])}
@@ -115,7 +120,7 @@ class BatchLoader:
             random.setstate(saved_py)
 
     def close(self) -> None:
-        """Stop and join the worker processes (idempotent)."""
+        """Stop and join the worker processes (idempotent; a later `next()` starts them again)."""
         if self._augmenter is not None:
             self._finalizer()
 
@@ -140,6 +145,8 @@ def _check_settings(settings: LoaderSettings) -> None:
         problems.append(f"oversample_foreground_percent {settings.oversample_foreground_percent}: expected 0..1")
     if settings.num_processes is not None and settings.num_processes < 0:
         problems.append(f"num_processes {settings.num_processes}: expected >= 0")
+    if (settings.seed is not None and settings.seed < 0) or settings.rank < 0:
+        problems.append(f"seed {settings.seed} / rank {settings.rank}: expected >= 0")
     for scale in settings.deep_supervision_scales or []:
         if len(scale) != 3 or any(not 0 < s <= 1 for s in scale):
             problems.append(f"deep supervision scale {scale}: expected three factors in (0, 1]")
@@ -196,6 +203,7 @@ def make_loaders(data_folder: Path, train_ids: Sequence[str], val_ids: Sequence[
     n_train = default_num_processes() if settings.num_processes is None else settings.num_processes
     n_val = max(n_train // 2, 1) if n_train > 0 else 0
     pin_memory = torch.cuda.is_available()
+    regions = settings.regions is not None
     train_loader = PatchDataLoader(data_folder, train_ids, sampling_patch_size(patch), patch, settings.batch_size,
                                    num_channels, settings.oversample_foreground_percent)
     val_loader = PatchDataLoader(data_folder, val_ids, patch, patch, settings.batch_size, num_channels,
@@ -203,7 +211,8 @@ def make_loaders(data_folder: Path, train_ids: Sequence[str], val_ids: Sequence[
     train_tf = training_transforms(patch, settings.mirror_axes, use_mask, settings.regions,
                                    settings.deep_supervision_scales)
     val_tf = validation_transforms(settings.regions, settings.deep_supervision_scales)
-    train = BatchLoader(train_loader, train_tf, n_train, derive_seeds(settings.seed, TRAIN_STREAM, max(n_train, 1)),
-                        pin_memory)
-    val = BatchLoader(val_loader, val_tf, n_val, derive_seeds(settings.seed, VAL_STREAM, max(n_val, 1)), pin_memory)
+    train_seeds = derive_seeds(settings.seed, settings.rank, TRAIN_STREAM, max(n_train, 1))
+    val_seeds = derive_seeds(settings.seed, settings.rank, VAL_STREAM, max(n_val, 1))
+    train = BatchLoader(train_loader, train_tf, n_train, train_seeds, pin_memory, regions)
+    val = BatchLoader(val_loader, val_tf, n_val, val_seeds, pin_memory, regions)
     return train, val

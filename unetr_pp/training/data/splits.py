@@ -15,7 +15,8 @@ NUM_FOLDS = 5
 SPLIT_SEED = 12345
 
 
-def kfold_splits(case_ids: Sequence[str], n_splits: int = NUM_FOLDS, seed: int = SPLIT_SEED) -> list[dict[str, list[str]]]:
+def kfold_splits(case_ids: Sequence[str], n_splits: int = NUM_FOLDS,
+                 seed: int = SPLIT_SEED) -> list[dict[str, list[str]]]:
     """sklearn `KFold(n_splits, shuffle=True, random_state=seed).split(sorted ids)` without sklearn.
 
     sklearn shuffles `arange(n)` with `RandomState(seed).shuffle` (identical to `.permutation(n)`), gives
