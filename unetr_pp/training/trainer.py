@@ -191,7 +191,7 @@ class Trainer:
             batch_size=distributed.rank_batch_size(int(self.config["batch_size"]), self.dist),
             deep_supervision_scales=scales, oversample_foreground_percent=self.oversample_foreground_percent,
             num_processes=self.options.num_processes,
-            seed=self.seed + 1000 * self.dist.rank + 7919 * self.epoch,
+            seed=self.seed + 7919 * self.epoch, rank=self.dist.rank,
             regions=list(self.plans["regions"].values()) if self.regions else None)
         self.train_loader, self.val_loader = make_loaders(self.setup.data_folder, self.train_ids, self.val_ids,
                                                           self.plans, self.setup.configuration, settings)
