@@ -4,6 +4,9 @@ from __future__ import annotations
 import math
 import multiprocessing
 import random
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -301,3 +304,38 @@ def test_on_really_preprocessed_task(env_folders):
         assert tuple(batch["target"][1].shape[2:]) == tuple(round(p / 2) for p in patch)
         assert set(torch.unique(batch["target"][0]).tolist()) <= {0, 1, 2}
         assert batch["target"][0][1].gt(0).any()  # the second sample of each batch is forced to foreground
+
+
+def _alive(pid: int) -> bool:
+    """True while process `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_end_when_the_trainer_is_killed(folder):
+    """SIGKILL of the process that owns a loader: its augmentation workers must not live on as orphans."""
+    script = (
+        "import multiprocessing, sys, time\n"
+        "from pathlib import Path\n"
+        "from unetr_pp.training.data import LoaderSettings, make_loaders\n"
+        f"plans = {PLANS!r}\n"
+        f"settings = LoaderSettings({PATCH!r}, 2, num_processes=2, seed=1)\n"
+        "train, _ = make_loaders(Path(sys.argv[1]), ['case_0', 'case_1'], ['case_2'], plans, '3d_fullres', settings)\n"
+        "next(train)\n"
+        "print(' '.join(str(p.pid) for p in multiprocessing.active_children()), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in proc.stdout.readline().split()]
+        assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)

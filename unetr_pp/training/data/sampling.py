@@ -1,7 +1,10 @@
 """Patch sampling from memory-mapped preprocessed cases (nnU-Net v1 `DataLoader3D`, foreground oversampling)."""
 from __future__ import annotations
 
+import os
 import random
+import threading
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -52,6 +55,19 @@ def cut_patch(array: np.ndarray, lb: Sequence[int], patch_size: Sequence[int], p
     out[tuple(dst)] = array[tuple(src)]
 
 
+ORPHAN_CHECK_SECONDS = 1.0
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    """Worker-side watchdog: end this process once its parent is gone (e.g. the trainer was SIGKILLed).
+
+    batchgenerators' workers otherwise wait forever on their full queue for a reader that no longer exists.
+    """
+    while os.getppid() == parent_pid:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    os._exit(0)
+
+
 class PatchDataLoader(SlimDataLoaderBase):
     """Infinite batches {"data" (B, C, *patch) float32, "seg" (B, 1, *patch) float32 (-1 = pad/outside), "keys"}."""
 
@@ -64,11 +80,17 @@ class PatchDataLoader(SlimDataLoaderBase):
         self.final_patch_size = tuple(int(v) for v in final_patch_size)
         self.num_channels = num_channels
         self.oversample = oversample_foreground_percent
+        self.owner_pid = os.getpid()
 
     def set_thread_id(self, thread_id: int) -> None:
-        """Called in each worker right after `np.random.seed(worker seed)`: seed Python's `random` from it too."""
+        """Called in each worker right after `np.random.seed(worker seed)`: seed Python's `random` from it too.
+
+        In a worker process, also start the watchdog that ends the worker when the owning process dies.
+        """
         super().set_thread_id(thread_id)
         random.seed(int(np.random.randint(0, 2 ** 31 - 1)))
+        if os.getpid() != self.owner_pid:
+            threading.Thread(target=_exit_when_orphaned, args=(self.owner_pid,), daemon=True).start()
 
     def generate_train_batch(self) -> dict:
         """One batch; the last `round(B * p)`-style samples are centred on foreground."""
