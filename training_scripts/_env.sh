@@ -37,8 +37,6 @@ up_setup() {
     UP_RAW_TASK="$UP_RAW_DATA/$TASK"
     UP_MODEL_DIR="$RESULTS_FOLDER/unetr_pp/$UP_CONFIG/$TASK/${TRAINER}__$UP_PLANS_ID"
     UP_FOLD_DIR="$UP_MODEL_DIR/fold_$FOLD"
-    UP_DEVICE_ARGS=()
-    [ -n "$DEVICE" ] && UP_DEVICE_ARGS=(--device "$DEVICE")
     return 0
 }
 
@@ -58,11 +56,15 @@ environment overrides (defaults in brackets):
 USAGE
 }
 
-# up_check_python: the interpreter exists and imports unetr_pp
+# up_check_python: the interpreter exists and imports unetr_pp; DEVICE defaults to cuda when available, else cpu
 up_check_python() {
     command -v "$PYTHON" >/dev/null 2>&1 || up_die "python interpreter '$PYTHON' not found; set PYTHON=/path/to/python"
     "$PYTHON" -c "import unetr_pp" 2>/dev/null \
         || up_die "'$PYTHON' cannot import unetr_pp; install it (pip install -e $UP_REPO_ROOT) or set PYTHON"
+    if [ -z "$DEVICE" ]; then
+        DEVICE="$("$PYTHON" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")"
+    fi
+    UP_DEVICE_ARGS=(--device "$DEVICE")
 }
 
 # up_require_raw_task: exit 1 with the folder and the conversion command when the raw task is missing

@@ -22,7 +22,7 @@ USAGE
 fi
 for var in DEMO_EPOCHS DEMO_ITERS DEMO_VAL_ITERS DEMO_CASES; do
     case "${!var}" in
-        ''|*[!0-9]*) up_die "$var must be a positive integer, got '${!var}'" ;;
+        ''|0*|*[!0-9]*) up_die "$var must be a positive integer, got '${!var}'" ;;
     esac
 done
 up_check_python

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+import torch
+
 from unetr_pp.comparison import ComparisonOptions, parse_budget, run_comparison
 from unetr_pp.evaluation.protocols import PROTOCOL_CHOICES
 from unetr_pp.networks.registry import NETWORK_NAMES
@@ -57,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = ComparisonOptions(
         task=resolve_task(args.task), networks=args.networks, fold=_fold(args.fold),
         budget=parse_budget(args.budget, args.val_iters, args.disable_tta), protocol=args.protocol,
-        device=args.device, configuration=args.configuration, plans_identifier=args.plans_identifier,
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), configuration=args.configuration,
+        plans_identifier=args.plans_identifier,
     )
     rows, paths = run_comparison(options)
     print()

@@ -1,0 +1,150 @@
+"""training_scripts/ and evaluation_scripts/: syntax, usage, missing-data message from any cwd, and the quickstart."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = {  # name -> (task, convert command, DATASET_<Title>)
+    "synapse": ("Task002_Synapse", "unetr_pp_convert_task --source synapse -i /path/to/RawData", "Synapse"),
+    "acdc": ("Task001_ACDC", "unetr_pp_convert_task --source acdc -i /path/to/ACDC/database", "Acdc"),
+    "lung": ("Task006_Lung", "unetr_pp_convert_task --source msd -i /path/to/Task06_Lung", "Lungs"),
+    "tumor": ("Task003_tumor", "unetr_pp_convert_task --source brats -i /path/to/BraTS", "Tumor"),
+}
+KINDS = {"training": "run_training_{}.sh", "evaluation": "run_evaluation_{}.sh"}
+SCRIPTS = sorted((REPO / "training_scripts").glob("*.sh")) + sorted((REPO / "evaluation_scripts").glob("*.sh"))
+
+
+def script_path(kind: str, name: str) -> Path:
+    return REPO / f"{kind}_scripts" / KINDS[kind].format(name)
+
+
+def run_script(path: Path, cwd: Path, env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run a script with bash from `cwd` (relative path when cwd is the repo root or the script's folder)."""
+    shown = os.path.relpath(path, cwd) if cwd in (REPO, path.parent) else str(path)
+    full_env = {k: v for k, v in os.environ.items()
+                if k not in ("DATASET_DIR", "OUTPUT_DIR", "FOLD", "TRAINER", "DEVICE", "RESULTS_FOLDER")
+                and not k.startswith("DEMO_")}
+    full_env.update({"PYTHON": sys.executable, **env})
+    return subprocess.run(["bash", shown, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_every_script_is_there():
+    names = {p.name for p in SCRIPTS}
+    for name in (*DATASETS, "demo"):
+        for pattern in KINDS.values():
+            assert pattern.format(name) in names
+    assert "_env.sh" in names
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+def test_bash_syntax(path):
+    result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", [*DATASETS, "demo"])
+def test_usage(kind, name, tmp_path):
+    path = script_path(kind, name)
+    result = run_script(path, REPO, {"DATASET_DIR": str(tmp_path / "data"), "OUTPUT_DIR": str(tmp_path / "out")}, "-h")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: bash {kind}_scripts/{path.name} [-h]")
+    task = DATASETS[name][0] if name in DATASETS else "Task990_Demo"
+    assert f"{tmp_path / 'data'}/unetr_pp_raw/unetr_pp_raw_data" not in result.stdout  # defaults, not overrides
+    for text in ("DATASET_DIR", "OUTPUT_DIR", "PYTHON", "FOLD", "TRAINER", "DEVICE", task):
+        assert text in result.stdout
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["repo_root", "script_folder"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", DATASETS)
+def test_missing_raw_task(name, kind, where, tmp_path):
+    task, convert, _ = DATASETS[name]
+    path = script_path(kind, name)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_script(path, REPO if where == "repo_root" else path.parent,
+                        {"DATASET_DIR": str(empty), "OUTPUT_DIR": str(tmp_path / "out")})
+    assert result.returncode == 1
+    raw = f"{empty}/unetr_pp_raw/unetr_pp_raw_data"
+    assert result.stderr.startswith(f"error: raw task not found: {raw}/{task} (no dataset.json)\n")
+    assert f"  {convert} -o {raw}\n" in result.stderr
+    assert list(empty.iterdir()) == [] and not (tmp_path / "out").exists()
+
+
+def test_default_folders_are_in_the_repo_root(tmp_path):
+    """Without DATASET_DIR the scripts look in <repo>/DATASET_<Name>, whatever the cwd."""
+    for name, (task, _, title) in DATASETS.items():
+        if (REPO / f"DATASET_{title}" / "unetr_pp_raw" / "unetr_pp_raw_data" / task / "dataset.json").exists():
+            continue  # real data present: the script would start working
+        result = run_script(script_path("training", name), tmp_path, {})
+        assert result.returncode == 1
+        assert f"not found: {REPO}/DATASET_{title}/unetr_pp_raw/unetr_pp_raw_data/{task} " in result.stderr
+
+
+def test_relative_dataset_dir_is_taken_from_the_cwd(tmp_path):
+    result = run_script(script_path("evaluation", "acdc"), tmp_path, {"DATASET_DIR": "rel", "OUTPUT_DIR": "out"})
+    assert result.returncode == 1
+    assert f"not found: {tmp_path}/rel/unetr_pp_raw/unetr_pp_raw_data/Task001_ACDC " in result.stderr
+
+
+def test_demo_evaluation_without_the_demo_task(tmp_path):
+    result = run_script(script_path("evaluation", "demo"), REPO,
+                        {"DATASET_DIR": str(tmp_path), "OUTPUT_DIR": str(tmp_path / "out")})
+    assert result.returncode == 1
+    assert "Task990_Demo (no dataset.json)" in result.stderr
+    assert "bash training_scripts/run_training_demo.sh" in result.stderr
+
+
+def test_evaluation_without_a_trained_model(tmp_path):
+    task_dir = tmp_path / "unetr_pp_raw" / "unetr_pp_raw_data" / "Task001_ACDC"
+    task_dir.mkdir(parents=True)
+    (task_dir / "dataset.json").write_text("{}")
+    result = run_script(script_path("evaluation", "acdc"), REPO,
+                        {"DATASET_DIR": str(tmp_path), "OUTPUT_DIR": str(tmp_path / "out"), "DEVICE": "cpu"})
+    assert result.returncode == 1
+    fold = tmp_path / "out" / "unetr_pp" / "3d_fullres" / "Task001_ACDC" / "unetr_pp_trainer_acdc__unetr_pp_Plansv2.1"
+    assert (f"error: no trained model: {fold}/fold_0/model_final_checkpoint.model is missing; train first "
+            "(training_scripts/run_training_acdc.sh)") in result.stderr
+
+
+def test_bad_python_and_bad_budget(tmp_path):
+    env = {"DATASET_DIR": str(tmp_path), "OUTPUT_DIR": str(tmp_path / "out")}
+    result = run_script(script_path("training", "demo"), REPO, {**env, "PYTHON": str(tmp_path / "nopython")})
+    assert result.returncode == 1 and f"python interpreter '{tmp_path}/nopython' not found" in result.stderr
+    result = run_script(script_path("training", "demo"), REPO, {**env, "DEMO_EPOCHS": "ten"})
+    assert result.returncode == 1 and "DEMO_EPOCHS must be a positive integer, got 'ten'" in result.stderr
+    result = run_script(script_path("training", "demo"), REPO, {**env, "DEMO_CASES": "0"})
+    assert result.returncode == 1 and "DEMO_CASES must be a positive integer, got '0'" in result.stderr
+    assert not (tmp_path / "unetr_pp_raw").exists()
+
+
+def test_quickstart_end_to_end(tmp_path):
+    """The demo script with a tiny budget: demo task, plans, training, prediction, one printed table, summaries."""
+    env = {"DATASET_DIR": str(tmp_path / "data"), "OUTPUT_DIR": str(tmp_path / "out"), "DEVICE": "cpu",
+           "DEMO_EPOCHS": "1", "DEMO_ITERS": "2", "DEMO_VAL_ITERS": "1", "DEMO_CASES": "5"}
+    result = run_script(script_path("training", "demo"), REPO / "training_scripts", env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    model = tmp_path / "out" / "unetr_pp" / "3d_fullres" / "Task990_Demo" / "unetr_pp_trainer__unetr_pp_Plansv2.1"
+    fold = model / "fold_0"
+    test_pred = model / "test_predictions_fold_0"
+    assert (fold / "model_final_checkpoint.model").is_file() and (fold / "progress.png").is_file()
+    assert sorted(p.name for p in test_pred.glob("*.nii.gz")) == ["demo_005.nii.gz", "demo_006.nii.gz"]
+    summary = json.loads((test_pred / "summary.json").read_text())
+    assert [c["case"] for c in summary["metric_per_case"]] == ["demo_005", "demo_006"]
+    assert list(summary["mean"]) == ["spleen", "right kidney", "left kidney", "gallbladder", "liver", "stomach",
+                                     "aorta", "pancreas"]
+    assert result.stdout.count("| DSC (%) |") == 1  # the table is printed once
+    assert "# Evaluation (" in result.stdout
+    assert f"training curves:     {fold}/progress.png" in result.stdout
+    assert f"test evaluation:     {test_pred}/summary.{{md,json,csv}}" in result.stdout
+    for name in ("summary.csv", "summary.md"):
+        assert (test_pred / name).is_file()
