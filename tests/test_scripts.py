@@ -142,7 +142,8 @@ def test_quickstart_end_to_end(tmp_path):
     assert [c["case"] for c in summary["metric_per_case"]] == ["demo_005", "demo_006"]
     assert list(summary["mean"]) == ["spleen", "right kidney", "left kidney", "gallbladder", "liver", "stomach",
                                      "aorta", "pancreas"]
-    assert result.stdout.count("| DSC (%) |") == 1  # the table is printed once
+    assert result.stdout.count("| DSC (%) |") == 1  # the table is printed once (the test cases)
+    assert "validation_raw/summary.json): [table: see summary.md there]" in result.stdout
     assert "# Evaluation (" in result.stdout
     assert f"training curves:     {fold}/progress.png" in result.stdout
     assert f"test evaluation:     {test_pred}/summary.{{md,json,csv}}" in result.stdout

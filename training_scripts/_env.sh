@@ -101,6 +101,18 @@ up_train() {
     up_run train "$UP_CONFIG" "$TRAINER" "$TASK" "$FOLD" "${UP_DEVICE_ARGS[@]}" "$@"
 }
 
+# up_hide_validation_table: filter for the train output that keeps the line naming the fold's validation summary but
+# not the table after it (at most 60 lines, up to the "validation mean foreground Dice" line), so that the quickstart
+# prints one table: the test cases'
+up_hide_validation_table() {
+    awk '
+        skip && (/validation mean foreground Dice/ || ++n > 60) { skip = 0 }
+        skip { next }
+        /validation summary \(/ { print $0 " [table: see summary.md there]"; skip = 1; n = 0; fflush(); next }
+        { print; fflush() }
+    '
+}
+
 # up_has_images dir pattern: true when dir holds a file matching pattern
 up_has_images() {
     compgen -G "$1/$2" >/dev/null 2>&1

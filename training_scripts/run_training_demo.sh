@@ -33,7 +33,8 @@ else
     up_run make_demo_task -o "$UP_RAW_DATA" --cases "$DEMO_CASES" --test_cases 2
 fi
 up_plan_once
-up_train --epochs "$DEMO_EPOCHS" --iters_per_epoch "$DEMO_ITERS" --val_iters "$DEMO_VAL_ITERS" --val_disable_tta "$@"
+PYTHONUNBUFFERED=1 up_train --epochs "$DEMO_EPOCHS" --iters_per_epoch "$DEMO_ITERS" --val_iters "$DEMO_VAL_ITERS" \
+    --val_disable_tta "$@" | up_hide_validation_table
 up_predict_and_evaluate --disable_tta
 cat <<DONE
 
