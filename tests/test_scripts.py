@@ -130,16 +130,16 @@ def test_bad_python_and_bad_budget(tmp_path):
 def test_quickstart_end_to_end(tmp_path):
     """The demo script with a tiny budget: demo task, plans, training, prediction, one printed table, summaries."""
     env = {"DATASET_DIR": str(tmp_path / "data"), "OUTPUT_DIR": str(tmp_path / "out"), "DEVICE": "cpu",
-           "DEMO_EPOCHS": "1", "DEMO_ITERS": "2", "DEMO_VAL_ITERS": "1", "DEMO_CASES": "5"}
+           "DEMO_EPOCHS": "1", "DEMO_ITERS": "2", "DEMO_VAL_ITERS": "1", "DEMO_CASES": "5", "DEMO_TEST_CASES": "1"}
     result = run_script(script_path("training", "demo"), REPO / "training_scripts", env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     model = tmp_path / "out" / "unetr_pp" / "3d_fullres" / "Task990_Demo" / "unetr_pp_trainer__unetr_pp_Plansv2.1"
     fold = model / "fold_0"
     test_pred = model / "test_predictions_fold_0"
     assert (fold / "model_final_checkpoint.model").is_file() and (fold / "progress.png").is_file()
-    assert sorted(p.name for p in test_pred.glob("*.nii.gz")) == ["demo_005.nii.gz", "demo_006.nii.gz"]
+    assert sorted(p.name for p in test_pred.glob("*.nii.gz")) == ["demo_005.nii.gz"]
     summary = json.loads((test_pred / "summary.json").read_text())
-    assert [c["case"] for c in summary["metric_per_case"]] == ["demo_005", "demo_006"]
+    assert [c["case"] for c in summary["metric_per_case"]] == ["demo_005"]
     assert list(summary["mean"]) == ["spleen", "right kidney", "left kidney", "gallbladder", "liver", "stomach",
                                      "aorta", "pancreas"]
     assert result.stdout.count("| DSC (%) |") == 1  # the table is printed once (the test cases)

@@ -13,7 +13,7 @@ UP_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 UP_PLANS_ID="unetr_pp_Plansv2.1"
 UP_CONFIG="3d_fullres"
 
-up_say() { printf '\n== %s\n' "$*"; }
+up_say() { printf '\n== [%ss] %s\n' "$SECONDS" "$*"; }
 up_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 up_abspath() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
 

@@ -7,6 +7,7 @@ DEMO_EPOCHS="${DEMO_EPOCHS:-14}"
 DEMO_ITERS="${DEMO_ITERS:-25}"
 DEMO_VAL_ITERS="${DEMO_VAL_ITERS:-5}"
 DEMO_CASES="${DEMO_CASES:-10}"
+DEMO_TEST_CASES="${DEMO_TEST_CASES:-2}"
 TRAINER="${TRAINER:-${DEMO_TRAINER:-unetr_pp_trainer}}"
 up_setup demo Demo Task990_Demo demo unetr_pp_trainer - "unetr_pp_make_demo_task"
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
@@ -15,12 +16,13 @@ if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
 $TRAINER on fold \$FOLD for \$DEMO_EPOCHS x \$DEMO_ITERS iterations, predict the held-back test cases
 (no test-time augmentation) and print their DSC/HD95 table." "extra unetr_pp_train options"
     cat <<USAGE
-  DEMO_EPOCHS [14] DEMO_ITERS [25] iterations/epoch  DEMO_VAL_ITERS [5]  DEMO_CASES [10] training cases
+  DEMO_EPOCHS [14]  DEMO_ITERS [25] iterations/epoch  DEMO_VAL_ITERS [5] validation iterations/epoch
+  DEMO_CASES [10] training cases (at least 5: 5-fold split)  DEMO_TEST_CASES [2] held-back test cases
   DEMO_TRAINER same as TRAINER [unetr_pp_trainer]
 USAGE
     exit 0
 fi
-for var in DEMO_EPOCHS DEMO_ITERS DEMO_VAL_ITERS DEMO_CASES; do
+for var in DEMO_EPOCHS DEMO_ITERS DEMO_VAL_ITERS DEMO_CASES DEMO_TEST_CASES; do
     case "${!var}" in
         ''|0*|*[!0-9]*) up_die "$var must be a positive integer, got '${!var}'" ;;
     esac
@@ -29,13 +31,13 @@ up_check_python
 if [ -f "$UP_RAW_TASK/dataset.json" ]; then
     up_say "demo task exists: $UP_RAW_TASK (delete it to regenerate)"
 else
-    up_say "writing the synthetic demo task ($DEMO_CASES training + 2 test cases) to $UP_RAW_DATA"
-    up_run make_demo_task -o "$UP_RAW_DATA" --cases "$DEMO_CASES" --test_cases 2
+    up_say "writing the synthetic demo task ($DEMO_CASES training + $DEMO_TEST_CASES test cases) to $UP_RAW_DATA"
+    up_run make_demo_task -o "$UP_RAW_DATA" --cases "$DEMO_CASES" --test_cases "$DEMO_TEST_CASES"
 fi
 up_plan_once
 PYTHONUNBUFFERED=1 up_train --epochs "$DEMO_EPOCHS" --iters_per_epoch "$DEMO_ITERS" --val_iters "$DEMO_VAL_ITERS" \
     --val_disable_tta "$@" | up_hide_validation_table
-up_predict_and_evaluate --disable_tta
+up_predict_and_evaluate --disable_tta -npp 0 -nps 0  # a few small cases: worker processes would cost more than they save
 cat <<DONE
 
 == quickstart finished in ${SECONDS} s
