@@ -184,8 +184,9 @@ def test_cli_errors(env, capsys):
         compare_cli.main(["-t", TASK, "--networks", "resnet"])
     assert compare_cli.main(["-t", TASK, "--networks", "nnunet", "nnunet"]) == 2
     assert "lists a network twice" in capsys.readouterr().err
-    assert compare_cli.main(["-t", TASK, "--networks", "nnunet", "--fold", "x"]) == 2
-    assert "--fold" in capsys.readouterr().err
+    for fold in ("x", "all"):
+        assert compare_cli.main(["-t", TASK, "--networks", "nnunet", "--fold", fold]) == 2
+        assert f"--fold '{fold}': expected a fold number" in capsys.readouterr().err
 
 
 def test_cli_exit_code_when_a_network_failed(env, monkeypatch, capsys):

@@ -16,9 +16,9 @@ DEFAULT_NETWORKS = ("unetr_pp", "unetr", "uxnet", "repuxnet", "deformuxnet", "nn
 
 
 def _fold(text: str) -> str:
-    """A fold number or `all`."""
-    if text != "all" and not text.isdigit():
-        raise UnetrPPError(f"--fold {text!r}: expected a fold number (0, 1, ...) or all")
+    """A fold number (fold `all` has no held-out cases to compare on)."""
+    if not text.isdigit():
+        raise UnetrPPError(f"--fold {text!r}: expected a fold number (0, 1, ...); fold all has no validation cases")
     return text
 
 
