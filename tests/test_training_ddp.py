@@ -1,0 +1,34 @@
+"""DDP on CPU: torchrun with 2 gloo ranks trains one fold with the global batch split; weights stay identical."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+from unetr_pp.training.checkpoints import read_checkpoint
+from unetr_pp.training.trainer import HASH_FILE_VAR
+
+from training_tasks import fold_folder, run_args, tiny_task, tiny_template  # noqa: F401 (fixtures)
+
+
+def test_two_gloo_ranks_end_with_identical_weights(tiny_task, tmp_path):
+    hash_file = tmp_path / "weights"
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1", **{HASH_FILE_VAR: str(hash_file)})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "unetr_pp.cli.train", *run_args(epochs=2, iters=2)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (hash_file.with_name(f"weights.rank{r}").read_text() for r in (0, 1))
+    assert rank0 == rank1
+    folder = fold_folder(tiny_task)
+    digest = hashlib.sha256()
+    for key, value in read_checkpoint(folder / "model_final_checkpoint.model").content["state_dict"].items():
+        digest.update(key.encode())
+        digest.update(value.contiguous().numpy().tobytes())
+    assert digest.hexdigest() == rank0
+    logs = list(folder.glob("training_log_*.txt"))
+    assert len(logs) == 1  # only rank 0 writes
+    text = logs[0].read_text()
+    assert "processes 2" in text and "batch 2 (1 per process)" in text and "epoch 2/2" in text
+    assert (folder / "validation_raw" / "summary.json").is_file()

@@ -1,0 +1,110 @@
+"""unetr_pp_train: train one fold (or `all`) of a task.
+
+DDP: `torchrun --nproc_per_node N -m unetr_pp.cli.train ...`.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+
+from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, preprocessed_folder, resolve_task, results_folder
+from unetr_pp.training.trainer import FoldSetup, TrainingOptions
+from unetr_pp.training.trainers import get_trainer_class
+from unetr_pp.utilities.errors import UnetrPPError, cli_main
+from unetr_pp.utilities.files import load_json
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unetr_pp_train",
+        description="Train one fold with the nnU-Net/UNETR++ recipe; the fold folder is "
+                    "$RESULTS_FOLDER/unetr_pp/<CONFIG>/<Task>/<TRAINER>__<plans_id>/fold_<FOLD>/.")
+    parser.add_argument("configuration", metavar="CONFIG", help="plans configuration, e.g. 3d_fullres")
+    parser.add_argument("trainer", metavar="TRAINER",
+                        help="e.g. unetr_pp_trainer, nnunet_trainer, unetr_pp_trainer_synapse")
+    parser.add_argument("task", metavar="TASK", help="task id (2) or name (Task002_Synapse)")
+    parser.add_argument("fold", metavar="FOLD", help="0-4 or all")
+    parser.add_argument("-c", "--continue_training", action="store_true",
+                        help="continue from the newest valid checkpoint of the fold folder")
+    parser.add_argument("--val", action="store_true",
+                        help="only run the final validation with model_final_checkpoint (no training)")
+    parser.add_argument("-p", "--plans_identifier", default=DEFAULT_PLANS_IDENTIFIER,
+                        help=f"plans identifier (default {DEFAULT_PLANS_IDENTIFIER})")
+    parser.add_argument("--pretrained_weights", type=Path,
+                        help="checkpoint whose shape-matching weights initialise the network")
+    parser.add_argument("--epochs", type=int, default=1000, help="epochs (default 1000)")
+    parser.add_argument("--iters_per_epoch", type=int, default=250, help="training iterations per epoch (default 250)")
+    parser.add_argument("--val_iters", type=int, default=50, help="validation iterations per epoch (default 50)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (AMP on CUDA only; default cpu)")
+    parser.add_argument("--val_disable_tta", action="store_true",
+                        help="no mirroring in the final validation (faster on CPU)")
+    parser.add_argument("--seed", type=int, help="random seed (default: random; 0 with --deterministic)")
+    parser.add_argument("--deterministic", action="store_true", help="deterministic algorithms and seeding")
+    parser.add_argument("--save_every", type=int, default=1, help="write model_latest every N epochs (default 1)")
+    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
+                        help="sgd (shared recipe) or adamw (lr 1e-4; UNETR, SwinUNETR and UX-Net family trainers)")
+    parser.add_argument("-npda", "--num_processes_da", type=int,
+                        help="data augmentation worker processes "
+                             "(default: env unetr_pp_n_proc_DA, else 2; 0 = in-process)")
+    return parser
+
+
+def fold_setup(configuration: str, task_arg: str, fold: str, trainer: str, plans_identifier: str) -> FoldSetup:
+    """Resolve the task and read the plans; clear errors when preprocessing has not been run."""
+    task = resolve_task(task_arg)
+    if fold != "all" and not fold.isdigit():
+        raise UnetrPPError(f"fold must be a number or 'all', got {fold!r}")
+    task_folder = preprocessed_folder() / task
+    plans_path = task_folder / f"{plans_identifier}.json"
+    if not plans_path.is_file():
+        raise UnetrPPError(f"{plans_path}: plans not found; run unetr_pp_plan_and_preprocess -t {task} first"
+                           + (" (or check -p)" if plans_identifier != DEFAULT_PLANS_IDENTIFIER else ""))
+    plans = load_json(plans_path)
+    configs = plans.get("configurations", {})
+    if configuration not in configs:
+        raise UnetrPPError(f"{plans_path}: no configuration {configuration!r} (available: {', '.join(configs)})")
+    data_folder = task_folder / configs[configuration]["data_identifier"]
+    if not data_folder.is_dir():
+        raise UnetrPPError(f"{data_folder}: preprocessed data not found; run unetr_pp_plan_and_preprocess -t {task}")
+    output = results_folder() / configuration / task / f"{trainer}__{plans_identifier}" / f"fold_{fold}"
+    return FoldSetup(task, fold, configuration, plans_identifier, plans, task_folder, data_folder, output)
+
+
+def _exit_on_sigterm(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of unetr_pp_train (SIGTERM exits cleanly: data loader workers are stopped)."""
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _run(_parser().parse_args(argv))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    trainer_class = get_trainer_class(args.trainer)
+    setup = fold_setup(args.configuration, args.task, args.fold, trainer_class.name, args.plans_identifier)
+    options = TrainingOptions(
+        epochs=args.epochs, iters_per_epoch=args.iters_per_epoch, val_iters=args.val_iters, device=args.device,
+        seed=args.seed, deterministic=args.deterministic, save_every=args.save_every,
+        continue_training=args.continue_training, pretrained_weights=args.pretrained_weights,
+        val_disable_tta=args.val_disable_tta, optimizer=args.optimizer, num_processes=args.num_processes_da)
+    trainer = trainer_class(setup, options)
+    if args.val:
+        trainer.load_final_for_validation()
+        trainer.validate()
+    else:
+        try:
+            trainer.initialize()
+            trainer.run_training()
+        finally:
+            trainer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

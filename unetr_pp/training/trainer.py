@@ -1,0 +1,389 @@
+"""Trainer base: the nnU-Net v1 / UNETR++ recipe (SGD + poly LR, Dice+CE with deep supervision, pseudo-Dice EMA,
+atomic checkpoints, crash-safe `-c`, DDP). Subclasses in `trainers/` pick the network and recipe changes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from unetr_pp.inference.models import resolve_device
+from unetr_pp.networks import build_network
+from unetr_pp.training import distributed
+from unetr_pp.training.checkpoints import (find_resume_checkpoint, load_pretrained_weights, read_checkpoint,
+                                             save_checkpoint)
+from unetr_pp.training.data import LoaderSettings, fold_cases, load_or_create_splits, make_loaders
+from unetr_pp.training.losses import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, hard_counts, pseudo_dice
+from unetr_pp.training.progress import TrainingLog, empty_plot_stuff, plot_progress
+from unetr_pp.training.schedule import poly_lr, set_lr
+from unetr_pp.training.validation import validate_fold
+from unetr_pp.utilities.errors import UnetrPPError
+
+EMA_OLD = 0.9
+HASH_FILE_VAR = "unetr_pp_test_weights_hash_file"
+
+
+@dataclass
+class TrainingOptions:
+    """Run settings from the command line (defaults = the full recipe)."""
+
+    epochs: int = 1000
+    iters_per_epoch: int = 250
+    val_iters: int = 50
+    device: str = "cpu"
+    seed: int | None = None
+    deterministic: bool = False
+    save_every: int = 1
+    continue_training: bool = False
+    pretrained_weights: Path | None = None
+    val_disable_tta: bool = False
+    optimizer: str = "sgd"
+    num_processes: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "iters_per_epoch", "val_iters", "save_every"):
+            if int(getattr(self, name)) < 1:
+                raise UnetrPPError(f"--{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass
+class FoldSetup:
+    """Where a fold's data and results live."""
+
+    task: str
+    fold: str
+    configuration: str
+    plans_identifier: str
+    plans: dict
+    task_folder: Path
+    data_folder: Path
+    output_folder: Path
+
+
+class Trainer:
+    """nnU-Net v1 / UNETR++ training recipe; subclasses set `name`, `network_name` and recipe changes."""
+
+    name: ClassVar[str] = "base"
+    network_name: ClassVar[str] = "nnunet"
+    preset: ClassVar[str | None] = None
+    optimizers: ClassVar[tuple[str, ...]] = ("sgd",)
+    initial_lr: ClassVar[float] = 1e-2
+    momentum: ClassVar[float] = 0.99
+    weight_decay: ClassVar[float] = 3e-5
+    adamw_lr: ClassVar[float] = 1e-4
+    adamw_weight_decay: ClassVar[float] = 1e-5
+    grad_clip: ClassVar[float] = 12.0
+    oversample_foreground_percent: ClassVar[float] = 0.33
+
+    def __init__(self, setup: FoldSetup, options: TrainingOptions) -> None:
+        if options.optimizer not in self.optimizers:
+            raise UnetrPPError(f"trainer {self.name} supports --optimizer {' / '.join(self.optimizers)}, "
+                               f"not {options.optimizer!r}")
+        self.options = options
+        self.device = resolve_device(options.device)
+        self.dist = distributed.setup(self.device)
+        self.setup = setup
+        self.plans = json.loads(json.dumps(self.prepare_plans(setup.plans, setup.configuration)))
+        if setup.configuration not in self.plans.get("configurations", {}):
+            available = ", ".join(self.plans.get("configurations", {}))
+            raise UnetrPPError(f"plans {setup.plans_identifier} of {setup.task} have no configuration "
+                               f"{setup.configuration!r} (available: {available})")
+        self.config = self.plans["configurations"][setup.configuration]
+        self.regions = bool(self.plans.get("regions"))
+        self.output_folder = setup.output_folder
+        self.log = TrainingLog(self.output_folder if self.dist.is_main else None, echo=self.dist.is_main)
+        self.amp = self.device.type == "cuda"
+        self.epoch = 0
+        self.plot_stuff = empty_plot_stuff()
+        self.best_stuff: dict[str, Any] = {"best_ema": None, "best_epoch": None, "ema": None}
+        self.network: nn.Module | None = None
+
+    # ----- recipe hooks (subclasses override) -----
+    def prepare_plans(self, plans: dict, configuration: str) -> dict:
+        """The plans this trainer trains with (preset trainers apply their preset here)."""
+        return plans
+
+    def build_network(self) -> nn.Module:
+        """The registry network `network_name` for this configuration, deep supervision on."""
+        return build_network(self.network_name, self.config, deep_supervision=True)
+
+    def configure_optimizer(self, parameters) -> torch.optim.Optimizer:
+        """SGD lr 1e-2, Nesterov momentum 0.99, weight decay 3e-5 (or AdamW where the trainer offers it)."""
+        if self.options.optimizer == "adamw":
+            return torch.optim.AdamW(parameters, lr=self.adamw_lr, weight_decay=self.adamw_weight_decay)
+        return torch.optim.SGD(parameters, lr=self.initial_lr, momentum=self.momentum, nesterov=True,
+                               weight_decay=self.weight_decay)
+
+    @property
+    def base_lr(self) -> float:
+        """Learning rate at epoch 0 of the chosen optimizer."""
+        return self.adamw_lr if self.options.optimizer == "adamw" else self.initial_lr
+
+    # ----- setup -----
+    def _seed(self) -> int:
+        seed = self.options.seed
+        if seed is None:
+            seed = 0 if self.options.deterministic else int.from_bytes(os.urandom(4), "little") % 2 ** 31
+        if self.options.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        else:
+            torch.backends.cudnn.benchmark = True
+        random.seed(seed)
+        np.random.seed(seed % 2 ** 32)
+        torch.manual_seed(seed)
+        return seed
+
+    def sidecar(self) -> dict[str, Any]:
+        """What the predictor needs to rebuild the network, and what `-c` checks."""
+        s = self.setup
+        return {"trainer": self.name, "network": self.network_name, "configuration": s.configuration,
+                "plans_identifier": s.plans_identifier, "task": s.task, "fold": s.fold, "plans": self.plans}
+
+    def _prepare_fold(self) -> None:
+        """Seed, split and network (shared by training and `--val`)."""
+        self.seed = self._seed()
+        case_ids = sorted(p.name[:-len(".json")] for p in self.setup.data_folder.glob("*.json"))
+        if not case_ids:
+            raise UnetrPPError(f"{self.setup.data_folder}: no preprocessed cases; run "
+                               f"unetr_pp_plan_and_preprocess -t {self.setup.task}")
+        if self.setup.fold == "all":
+            self.train_ids, self.val_ids = list(case_ids), list(case_ids)
+        else:
+            splits = load_or_create_splits(self.setup.task_folder, case_ids, self.plans.get("preset_splits"))
+            self.train_ids, self.val_ids = fold_cases(splits, self.setup.fold, case_ids)
+        self.network = self.build_network().to(self.device)
+
+    def initialize(self) -> None:
+        """Seed, split, network, optimizer, loss, loaders; resume (`-c`) or load pretrained weights."""
+        self._prepare_fold()
+        self.optimizer = self.configure_optimizer(self.network.parameters())
+        self.grad_scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        scales = list(self.network.deep_supervision_scales)
+        base = DiceBCELoss() if self.regions else DiceCELoss()
+        self.loss = DeepSupervisionLoss(base, len(scales))
+        if self.dist.is_main:
+            for stale in self.output_folder.glob(".model_*.model.*.tmp"):
+                self.log(f"removing {stale.name}, left by an interrupted checkpoint write")
+                stale.unlink()
+        if self.options.continue_training:
+            self._resume()
+        elif self.options.pretrained_weights is not None:
+            loaded, skipped = load_pretrained_weights(self.network, Path(self.options.pretrained_weights))
+            self.log(f"pretrained weights {self.options.pretrained_weights}: loaded {len(loaded)} tensors, "
+                     f"skipped {len(skipped)}" + "".join(f"\n  - {s}" for s in skipped))
+        self.model = self.network
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.network, device_ids=ids)
+        settings = LoaderSettings(
+            patch_size=tuple(int(p) for p in self.config["patch_size"]),
+            batch_size=distributed.rank_batch_size(int(self.config["batch_size"]), self.dist),
+            deep_supervision_scales=scales, oversample_foreground_percent=self.oversample_foreground_percent,
+            num_processes=self.options.num_processes,
+            seed=self.seed + 7919 * self.epoch, rank=self.dist.rank,
+            regions=list(self.plans["regions"].values()) if self.regions else None)
+        self.train_loader, self.val_loader = make_loaders(self.setup.data_folder, self.train_ids, self.val_ids,
+                                                          self.plans, self.setup.configuration, settings)
+        self._log_setup(settings)
+
+    def _log_setup(self, settings: LoaderSettings) -> None:
+        params = sum(p.numel() for p in self.network.parameters())
+        self.log(f"trainer {self.name} (network {self.network_name}), task {self.setup.task}, fold {self.setup.fold}, "
+                 f"configuration {self.setup.configuration}, plans {self.setup.plans_identifier}")
+        self.log(f"device {self.device}, AMP {self.amp}, processes {self.dist.world_size}, seed {self.seed}, "
+                 f"deterministic {self.options.deterministic}, optimizer {self.options.optimizer} lr {self.base_lr}")
+        self.log(f"patch {list(settings.patch_size)}, batch {self.config['batch_size']} "
+                 f"({settings.batch_size} per process), deep supervision scales {settings.deep_supervision_scales}")
+        self.log(f"network parameters {params:,}; {len(self.train_ids)} training / "
+                 f"{len(self.val_ids)} validation cases")
+        self.log(f"loss {type(self.loss.loss).__name__} ({'sigmoid, regions' if self.regions else 'softmax, labels'}), "
+                 f"deep supervision weights {[round(w, 3) for w in self.loss.weights]}")
+        self.log(f"options {json.dumps(asdict(self.options), default=str)}")
+        self.log(f"plans {json.dumps(self.plans['configurations'][self.setup.configuration])}")
+
+    # ----- checkpoints -----
+    def checkpoint_content(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimizer, grad scaler, history, best, RNG states."""
+        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+               "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
+        return {"epoch": self.epoch, "state_dict": self.network.state_dict(),
+                "optimizer_state_dict": self.optimizer.state_dict(), "lr_scheduler_state_dict": None,
+                "amp_grad_scaler": self.grad_scaler.state_dict() if self.grad_scaler else None,
+                "plot_stuff": self.plot_stuff, "best_stuff": self.best_stuff, "rng_state": rng,
+                "init_args": {"options": asdict(self.options), "seed": self.seed}}
+
+    def save(self, name: str) -> None:
+        """Write `<name>.model` + sidecar (rank 0 only)."""
+        if self.dist.is_main:
+            save_checkpoint(self.output_folder / f"{name}.model", self.checkpoint_content(), self.sidecar())
+
+    def _resume(self) -> None:
+        found, skipped = find_resume_checkpoint(self.output_folder, self.sidecar())
+        for message in skipped:
+            self.log(f"WARNING: damaged checkpoint skipped: {message}")
+        if found is None:
+            raise UnetrPPError(f"{self.output_folder}: -c given but no valid checkpoint to continue from")
+        content = found.content
+        self.network.load_state_dict(content["state_dict"])
+        self.optimizer.load_state_dict(content["optimizer_state_dict"])
+        if self.grad_scaler is not None and content["amp_grad_scaler"] is not None:
+            self.grad_scaler.load_state_dict(content["amp_grad_scaler"])
+        self.epoch = int(content["epoch"])
+        self.plot_stuff = {k: list(v) for k, v in content["plot_stuff"].items()}
+        self.best_stuff = dict(content["best_stuff"])
+        rng = content["rng_state"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if rng.get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.log(f"continuing from {found.path.name} at epoch {self.epoch}")
+
+    # ----- steps -----
+    def _to_device(self, batch: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        data = batch["data"].to(self.device, non_blocking=True)
+        return data, [t.to(self.device, non_blocking=True) for t in batch["target"]]
+
+    def train_step(self, batch: dict) -> float:
+        """One optimizer step on a batch -> loss value."""
+        data, targets = self._to_device(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, enabled=self.amp):
+            loss = self.loss(self.model(data), targets)
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
+            self.optimizer.step()
+        return float(loss.detach())
+
+    def validation_step(self, batch: dict) -> tuple[float, torch.Tensor]:
+        """Full-resolution loss and hard TP/FP/FN (3, K') on a validation batch (network in eval mode)."""
+        data, targets = self._to_device(batch)
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=self.amp):
+            logits = self.network(data)
+            loss = self.loss(logits, targets)
+        return float(loss), hard_counts(logits, targets[0], self.regions)
+
+    def _mean_over_ranks(self, values: list[float]) -> float:
+        total = distributed.all_reduce_sum(torch.tensor([sum(values), len(values)], dtype=torch.float64,
+                                                        device=self._reduce_device), self.dist)
+        return float(total[0] / total[1])
+
+    @property
+    def _reduce_device(self) -> torch.device:
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
+
+    # ----- loop -----
+    def run_epoch(self) -> None:
+        """Train `iters_per_epoch` steps, validate `val_iters` batches, update history/EMA, save checkpoints."""
+        start = time.time()
+        lr = poly_lr(self.epoch, self.options.epochs, self.base_lr)
+        set_lr(self.optimizer, lr)
+        self.model.train()
+        bar = tqdm(range(self.options.iters_per_epoch), desc=f"epoch {self.epoch}", unit="it",
+                   disable=not self.dist.is_main, leave=False)
+        train_losses = [self.train_step(next(self.train_loader)) for _ in bar]
+        self.network.eval()
+        val_losses, counts = [], None
+        for _ in range(self.options.val_iters):
+            loss, batch_counts = self.validation_step(next(self.val_loader))
+            val_losses.append(loss)
+            counts = batch_counts if counts is None else counts + batch_counts
+        counts = distributed.all_reduce_sum(counts.to(self._reduce_device), self.dist).cpu()
+        dice, per_class = pseudo_dice(counts)
+        ema = self.best_stuff["ema"]
+        if dice == dice:
+            ema = dice if ema is None else EMA_OLD * ema + (1 - EMA_OLD) * dice
+        self.best_stuff["ema"] = ema
+        self.epoch += 1
+        history = {"train_loss": self._mean_over_ranks(train_losses), "val_loss": self._mean_over_ranks(val_losses),
+                   "pseudo_dice": dice, "ema_pseudo_dice": ema, "lr": lr, "epoch_time": time.time() - start}
+        for key, value in history.items():
+            self.plot_stuff[key].append(value)
+        self.log(f"epoch {self.epoch}/{self.options.epochs}: train loss {history['train_loss']:.4f}, "
+                 f"val loss {history['val_loss']:.4f}, pseudo Dice {dice:.4f} "
+                 f"(per class {[round(d, 4) for d in per_class]}), EMA {_fmt(ema)}, lr {lr:.6f}, "
+                 f"epoch time {history['epoch_time']:.1f} s")
+        self._save_epoch(ema)
+
+    def _save_epoch(self, ema: float | None) -> None:
+        best = self.best_stuff["best_ema"]
+        if ema is not None and (best is None or ema > best):
+            self.best_stuff.update(best_ema=ema, best_epoch=self.epoch)
+            self.log(f"new best EMA pseudo Dice {ema:.4f}")
+            self.save("model_best")
+        if self.epoch % self.options.save_every == 0 and self.epoch < self.options.epochs:
+            self.save("model_latest")
+        if self.dist.is_main:
+            plot_progress(self.plot_stuff, self.output_folder / "progress.png")
+
+    def run_training(self) -> None:
+        """Train up to `epochs`, save model_final_checkpoint (model_latest removed), then validate the fold."""
+        try:
+            while self.epoch < self.options.epochs:
+                self.run_epoch()
+            self.save("model_final_checkpoint")
+            if self.dist.is_main:
+                (self.output_folder / "model_latest.model").unlink(missing_ok=True)
+                (self.output_folder / "model_latest.model.json").unlink(missing_ok=True)
+            self._write_weights_hash()
+        finally:
+            self.close()
+        distributed.barrier(self.dist)
+        if self.dist.is_main:
+            self.validate()
+        distributed.cleanup(self.dist)
+
+    def load_final_for_validation(self) -> None:
+        """`--val` alone: seed, split, network with the weights of model_final_checkpoint."""
+        self._prepare_fold()
+        path = self.output_folder / "model_final_checkpoint.model"
+        if not path.is_file():
+            raise UnetrPPError(f"{path}: not found; train the fold first (or continue it with -c)")
+        self.network.load_state_dict(read_checkpoint(path).content["state_dict"])
+
+    def validate(self) -> dict:
+        """Predict, export and evaluate the fold's validation cases (TTA mirroring unless --val_disable_tta)."""
+        summary = validate_fold(self.network, self.plans, self.setup.configuration, self.setup.data_folder,
+                                self.val_ids, self.setup.task, self.output_folder, self.device,
+                                not self.options.val_disable_tta, self.log)
+        self.log(f"validation mean foreground Dice {_fmt(summary['foreground_mean']['Dice'])}; "
+                 f"training curves: {self.output_folder / 'progress.png'}")
+        return summary
+
+    def _write_weights_hash(self) -> None:
+        """Test hook (env unetr_pp_test_weights_hash_file): each rank writes a hash of its weights."""
+        target = os.environ.get(HASH_FILE_VAR)
+        if target:
+            digest = hashlib.sha256()
+            for key, value in self.network.state_dict().items():
+                digest.update(key.encode())
+                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+            Path(f"{target}.rank{self.dist.rank}").write_text(digest.hexdigest())
+
+    def close(self) -> None:
+        """Stop the data loader workers."""
+        for loader in (getattr(self, "train_loader", None), getattr(self, "val_loader", None)):
+            if loader is not None:
+                loader.close()
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
