@@ -130,7 +130,8 @@ def test_bad_python_and_bad_budget(tmp_path):
 def test_quickstart_end_to_end(tmp_path):
     """The demo script with a tiny budget: demo task, plans, training, prediction, one printed table, summaries."""
     env = {"DATASET_DIR": str(tmp_path / "data"), "OUTPUT_DIR": str(tmp_path / "out"), "DEVICE": "cpu",
-           "DEMO_EPOCHS": "1", "DEMO_ITERS": "2", "DEMO_VAL_ITERS": "1", "DEMO_CASES": "5", "DEMO_TEST_CASES": "1"}
+           "DEMO_EPOCHS": "1", "DEMO_ITERS": "2", "DEMO_VAL_ITERS": "1", "DEMO_CASES": "5", "DEMO_TEST_CASES": "1",
+           "unetr_pp_n_proc_DA": "0"}
     result = run_script(script_path("training", "demo"), REPO / "training_scripts", env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     model = tmp_path / "out" / "unetr_pp" / "3d_fullres" / "Task990_Demo" / "unetr_pp_trainer__unetr_pp_Plansv2.1"
