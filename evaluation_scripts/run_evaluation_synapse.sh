@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Evaluate a trained fold on the Synapse multi-organ CT set (Task002_Synapse): predict imagesTs, then evaluate (protocol synapse).
+# Evaluate a trained fold on the Synapse multi-organ CT set
+# (Task002_Synapse): predict imagesTs, then evaluate (protocol synapse).
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/../training_scripts" && pwd)/_env.sh"
 up_setup synapse Synapse Task002_Synapse synapse unetr_pp_trainer_synapse synapse \

@@ -24,7 +24,8 @@ def script_path(kind: str, name: str) -> Path:
     return REPO / f"{kind}_scripts" / KINDS[kind].format(name)
 
 
-def run_script(path: Path, cwd: Path, env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_script(path: Path, cwd: Path, env: dict[str, str], *args: str,
+               timeout: float = 60) -> subprocess.CompletedProcess:
     """Run a script with bash from `cwd` (relative path when cwd is the repo root or the script's folder)."""
     shown = os.path.relpath(path, cwd) if cwd in (REPO, path.parent) else str(path)
     full_env = {k: v for k, v in os.environ.items()

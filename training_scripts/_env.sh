@@ -122,7 +122,8 @@ up_has_images() {
 # evaluate against labelsTs; without labelsTs, evaluate the fold's validation_raw instead. Sets UP_SUMMARY_DIR.
 up_predict_and_evaluate() {
     [ -f "$UP_FOLD_DIR/model_final_checkpoint.model" ] \
-        || up_die "no trained model: $UP_FOLD_DIR/model_final_checkpoint.model is missing; train first (training_scripts/run_training_$UP_NAME.sh)"
+        || up_die "no trained model: $UP_FOLD_DIR/model_final_checkpoint.model is missing; train first" \
+                  "(training_scripts/run_training_$UP_NAME.sh)"
     local protocol_args=(--dataset_json "$UP_RAW_TASK/dataset.json")
     [ -n "$UP_PROTOCOL" ] && protocol_args+=(--protocol "$UP_PROTOCOL")
     local pred="$UP_MODEL_DIR/test_predictions_fold_$FOLD"
