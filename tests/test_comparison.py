@@ -199,3 +199,30 @@ def test_cli_exit_code_when_a_network_failed(env, monkeypatch, capsys):
                              "--disable_tta"])
     out = capsys.readouterr().out
     assert code == 1 and "failed: unetr_pp" in out and "| nnunet |" in out and "reused" in out
+
+
+def test_protocol_reevaluates_validation_raw(env):
+    """--protocol acdc: DSC from the fold's validation_raw images against labelsTr, not from its summary.json."""
+    import numpy as np
+
+    from unetr_pp.io import Geometry, write_image
+
+    geometry = Geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    ref = np.zeros((4, 8, 8), np.uint8)
+    ref[0:2, 0:4, 0:4], ref[2:4, 0:4, 0:4], ref[0:4, 4:8, 4:8] = 1, 2, 3  # 32, 32 and 64 voxels
+    shrunk = ref.copy()
+    shrunk[0:4, 4:8, 6:8] = 0  # LV: 32 of 64 voxels predicted -> Dice 2 * 32 / 96
+    raw = env / "raw" / "unetr_pp_raw_data" / TASK
+    run = finished_fold("nnunet", fake_summary({"a": 0.1}, {"a": 9.0}), BUDGET)
+    for case, pred in (("c0", shrunk), ("c1", ref)):
+        write_image(ref, geometry, raw / "labelsTr" / f"{case}.nii.gz")
+        write_image(pred, geometry, run.fold_dir / "validation_raw" / f"{case}.nii.gz")
+    write_image(ref, geometry, raw / "labelsTr" / "c2.nii.gz")  # not in this fold's validation: skipped
+    rows, _ = run_comparison(ComparisonOptions(task=TASK, networks=["nnunet"], budget=BUDGET, protocol="acdc"))
+    row = rows[0]
+    assert row["status"] == "reused" and row["num_cases"] == 2
+    assert row["dice"] == pytest.approx({"RV": 1.0, "Myo": 1.0, "LV": (2 * 32 / 96 + 1.0) / 2})
+    assert row["mean_dice"] == pytest.approx((2.0 + (2 * 32 / 96 + 1.0) / 2) / 3)
+    evaluation = env / "results" / "unetr_pp" / "3d_fullres" / TASK / "comparison_fold0" / "evaluation" / "nnunet"
+    assert row["summary_file"] == str(evaluation / "summary.json")
+    assert json.loads((evaluation / "summary.json").read_text())["protocol"] == "acdc"

@@ -151,3 +151,43 @@ def test_quickstart_end_to_end(tmp_path):
     assert f"test evaluation:     {test_pred}/summary.{{md,json,csv}}" in result.stdout
     for name in ("summary.csv", "summary.md"):
         assert (test_pred / name).is_file()
+
+
+@pytest.mark.parametrize("name", ["acdc", "lung"])
+def test_evaluation_falls_back_to_validation_raw(name, tmp_path):
+    """No imagesTs/labelsTs: the fold's validation_raw is evaluated with the dataset's protocol, and it says so."""
+    import numpy as np
+
+    from unetr_pp.io import Geometry, write_image
+
+    task = DATASETS[name][0]
+    raw = tmp_path / "data" / "unetr_pp_raw" / "unetr_pp_raw_data" / task
+    labels = {"acdc": {"0": "background", "1": "RV", "2": "Myo", "3": "LV"}, "lung": {"0": "background", "1": "cancer"}}
+    (raw / "imagesTs").mkdir(parents=True)
+    (raw / "dataset.json").write_text(json.dumps({
+        "name": task, "labels": labels[name], "modality": {"0": "MRI"}, "numTraining": 2, "tensorImageSize": "3D",
+        "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in ("c0", "c1")],
+        "test": []}))
+    fold = (tmp_path / "out" / "unetr_pp" / "3d_fullres" / task / f"unetr_pp_trainer_{name}__unetr_pp_Plansv2.1"
+            / "fold_0")
+    (fold / "validation_raw").mkdir(parents=True)
+    (fold / "model_final_checkpoint.model").write_bytes(b"not read by this path")
+    geometry = Geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    ref = np.zeros((4, 8, 8), np.uint8)
+    ref[0:2, 0:4, 0:4] = 1
+    pred = ref.copy()
+    pred[0:2, 0:4, 0:2] = 0  # label 1: 16 of 32 voxels -> Dice 2/3
+    write_image(ref, geometry, raw / "labelsTr" / "c0.nii.gz")
+    write_image(ref, geometry, raw / "labelsTr" / "c1.nii.gz")  # in another fold: not evaluated
+    write_image(pred, geometry, fold / "validation_raw" / "c0.nii.gz")
+    result = run_script(script_path("evaluation", name), REPO / "evaluation_scripts",
+                        {"DATASET_DIR": str(tmp_path / "data"), "OUTPUT_DIR": str(tmp_path / "out"), "DEVICE": "cpu"},
+                        timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"no test images in {raw}/imagesTs: nothing to predict" in result.stdout
+    assert f"no labelsTs in {raw}: evaluating the fold's validation predictions ({fold}/validation_raw)" in result.stdout
+    summary = json.loads((fold.parent / "validation_evaluation_fold_0" / "summary.json").read_text())
+    assert [c["case"] for c in summary["metric_per_case"]] == ["c0"]
+    first = {"acdc": "RV", "lung": "cancer"}[name]
+    assert summary["protocol"] == {"acdc": "acdc", "lung": "dataset.json"}[name]
+    assert summary["mean"][first]["Dice"] == pytest.approx(2 / 3)

@@ -124,8 +124,12 @@ up_predict_and_evaluate() {
     [ -f "$UP_FOLD_DIR/model_final_checkpoint.model" ] \
         || up_die "no trained model: $UP_FOLD_DIR/model_final_checkpoint.model is missing; train first" \
                   "(training_scripts/run_training_$UP_NAME.sh)"
-    local protocol_args=(--dataset_json "$UP_RAW_TASK/dataset.json")
-    [ -n "$UP_PROTOCOL" ] && protocol_args+=(--protocol "$UP_PROTOCOL")
+    local protocol_args=(--dataset_json "$UP_RAW_TASK/dataset.json")  # its labels (or regions)
+    case "$UP_PROTOCOL" in
+        "") ;;
+        all-labels) protocol_args+=(--protocol all-labels) ;;
+        *) protocol_args=(--protocol "$UP_PROTOCOL") ;;  # a named protocol fixes the labels itself
+    esac
     local pred="$UP_MODEL_DIR/test_predictions_fold_$FOLD"
     if up_has_images "$UP_RAW_TASK/imagesTs" "*_0000.*"; then
         up_say "predicting $UP_RAW_TASK/imagesTs -> $pred"

@@ -8,6 +8,7 @@ from typing import Sequence
 from unetr_pp.comparison.report import result_row, write_comparison
 from unetr_pp.comparison.runs import VALIDATION_SUMMARY, Budget, NetworkRun, run_training, training_decision
 from unetr_pp.evaluation.folders import evaluate_folders
+from unetr_pp.evaluation.protocols import ALL_LABELS
 from unetr_pp.networks.complexity import summarize
 from unetr_pp.networks.registry import NETWORK_NAMES
 from unetr_pp.paths import preprocessed_folder, raw_data_folder, results_folder
@@ -63,8 +64,9 @@ def fold_summary(run: NetworkRun, options: ComparisonOptions, out_dir: Path) -> 
         return load_json(path), path
     raw_task = raw_data_folder() / options.task
     target = out_dir / "evaluation" / run.network
+    dataset_json = raw_task / "dataset.json" if options.protocol == ALL_LABELS else None  # named: fixed labels
     summary = evaluate_folders(raw_task / "labelsTr", run.fold_dir / "validation_raw", protocol=options.protocol,
-                               out_dir=target, dataset_json=raw_task / "dataset.json", only_predicted=True)
+                               out_dir=target, dataset_json=dataset_json, only_predicted=True)
     return summary, target / "summary.json"
 
 
