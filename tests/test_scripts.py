@@ -185,7 +185,8 @@ def test_evaluation_falls_back_to_validation_raw(name, tmp_path):
                         timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"no test images in {raw}/imagesTs: nothing to predict" in result.stdout
-    assert f"no labelsTs in {raw}: evaluating the fold's validation predictions ({fold}/validation_raw)" in result.stdout
+    assert (f"no labelsTs in {raw}: evaluating the fold's validation predictions ({fold}/validation_raw) instead"
+            in result.stdout)
     summary = json.loads((fold.parent / "validation_evaluation_fold_0" / "summary.json").read_text())
     assert [c["case"] for c in summary["metric_per_case"]] == ["c0"]
     first = {"acdc": "RV", "lung": "cancer"}[name]
