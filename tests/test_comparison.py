@@ -157,6 +157,17 @@ def test_run_training_reports_the_last_error_line(env, monkeypatch, capfd):
     assert "ValueError: shapes differ" in capfd.readouterr().err  # shown live too
 
 
+def test_cpu_training_gets_passive_openmp_threads(env, monkeypatch):
+    run = NetworkRun("nnunet", TASK, "0", "3d_fullres", PLANS_ID)
+    script = "import os, sys; sys.stderr.write(os.environ.get('OMP_WAIT_POLICY', 'unset')); sys.exit(1)"
+    monkeypatch.setattr(runs, "train_command", lambda *a: [sys.executable, "-c", script])
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert runs.run_training(run, BUDGET, "cpu").endswith(": PASSIVE")
+    assert runs.run_training(run, BUDGET, "cuda").endswith(": unset")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert runs.run_training(run, BUDGET, "cpu").endswith(": ACTIVE")
+
+
 def test_run_training_success_writes_the_record(env, monkeypatch):
     run = NetworkRun("nnunet", TASK, "0", "3d_fullres", PLANS_ID)
     script = (f"import pathlib; d = pathlib.Path({str(run.fold_dir)!r}); (d / 'validation_raw').mkdir(parents=True); "

@@ -139,7 +139,10 @@ def run_training(run: NetworkRun, budget: Budget, device: str | None) -> str | N
     print(f"$ {' '.join(command[2:])}", flush=True)
     tail: collections.deque[bytes] = collections.deque()
     size = 0
-    with subprocess.Popen(command, stderr=subprocess.PIPE) as proc:
+    env = dict(os.environ)
+    if device == "cpu":  # idle OpenMP threads sleep: spinning ones slow CPU training ~10x beside any other load
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    with subprocess.Popen(command, stderr=subprocess.PIPE, env=env) as proc:
         while chunk := os.read(proc.stderr.fileno(), 65536):
             sys.stderr.buffer.write(chunk)
             sys.stderr.flush()
