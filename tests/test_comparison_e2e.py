@@ -17,8 +17,8 @@ def run_cli(module: str, env: dict[str, str], *args: str) -> subprocess.Complete
 
 
 def test_compare_two_networks_then_reuse(tmp_path):
-    env = {**os.environ, "unetr_pp_n_proc_DA": "0", "unetr_pp_raw_data_base": str(tmp_path / "raw"), "unetr_pp_preprocessed": str(tmp_path / "pre"),
-           "RESULTS_FOLDER": str(tmp_path / "out")}
+    env = {**os.environ, "unetr_pp_n_proc_DA": "0", "unetr_pp_raw_data_base": str(tmp_path / "raw"),
+           "unetr_pp_preprocessed": str(tmp_path / "pre"), "RESULTS_FOLDER": str(tmp_path / "out")}
     run_cli("make_demo_task", env, "-o", str(tmp_path / "raw" / "unetr_pp_raw_data"), "--cases", "5",
             "--test_cases", "0")
     run_cli("plan_and_preprocess", env, "-t", "990", "--preset", "demo", "-c", "3d_fullres", "-tf", "2")
