@@ -192,3 +192,30 @@ def test_evaluation_falls_back_to_validation_raw(name, tmp_path):
     first = {"acdc": "RV", "lung": "cancer"}[name]
     assert summary["protocol"] == {"acdc": "acdc", "lung": "dataset.json"}[name]
     assert summary["mean"][first]["Dice"] == pytest.approx(2 / 3)
+
+
+def run_filter(shell: str, tmp_path: Path) -> str:
+    env_sh = REPO / "training_scripts" / "_env.sh"
+    result = subprocess.run(["bash", "-c", f"source {env_sh}; {shell}"], capture_output=True, text=True, timeout=30,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_validation_table_filter(tmp_path):
+    log = ("start\n2026: validation summary (/f/validation_raw/summary.json):\n# Evaluation (x, 2 cases)\n\n"
+           "| DSC (%) | spleen |\n|---|---:|\n- HD95 unit: mm\n2026: validation mean foreground Dice 0.5; curves\nend")
+    (tmp_path / "log.txt").write_text(log)
+    assert run_filter("up_hide_validation_table < log.txt", tmp_path) == (
+        "start\n2026: validation summary (/f/validation_raw/summary.json): [table: see summary.md there]\n"
+        "2026: validation mean foreground Dice 0.5; curves\nend\n")
+    # without the closing line, at most 60 lines are hidden
+    out = run_filter("(echo 'validation summary (x):'; seq 1 100) | up_hide_validation_table", tmp_path)
+    assert out.splitlines()[1:3] == ["61", "62"] and out.splitlines()[-1] == "100"
+
+
+def test_validation_table_filter_passes_lines_on_at_once(tmp_path):
+    """Each line goes out as soon as it comes in (the producer waits for the consumer; buffering would hang)."""
+    shell = ("(echo first; while [ ! -f seen ]; do sleep 0.05; done; echo second) | up_hide_validation_table | "
+             "(read -r line; echo \"got $line\"; touch seen; cat)")
+    assert run_filter(shell, tmp_path) == "got first\nsecond\n"

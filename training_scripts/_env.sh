@@ -103,14 +103,25 @@ up_train() {
 
 # up_hide_validation_table: filter for the train output that keeps the line naming the fold's validation summary but
 # not the table after it (at most 60 lines, up to the "validation mean foreground Dice" line), so that the quickstart
-# prints one table: the test cases'
+# prints one table: the test cases'. Pure bash, line by line (awk may buffer its input from a pipe).
 up_hide_validation_table() {
-    awk '
-        skip && (/validation mean foreground Dice/ || ++n > 60) { skip = 0 }
-        skip { next }
-        /validation summary \(/ { print $0 " [table: see summary.md there]"; skip = 1; n = 0; fflush(); next }
-        { print; fflush() }
-    '
+    local line skip=0 n=0
+    while IFS= read -r line || [ -n "$line" ]; do
+        if [ "$skip" = 1 ]; then
+            n=$((n + 1))
+            if [[ "$line" != *"validation mean foreground Dice"* ]] && [ "$n" -le 60 ]; then
+                continue
+            fi
+            skip=0
+        fi
+        if [[ "$line" == *"validation summary ("* ]]; then
+            printf '%s [table: see summary.md there]\n' "$line"
+            skip=1
+            n=0
+            continue
+        fi
+        printf '%s\n' "$line"
+    done
 }
 
 # up_has_images dir pattern: true when dir holds a file matching pattern
