@@ -1,0 +1,77 @@
+"""`unetr_pp_compare`: train (or reuse) several architectures on one fold and write the comparison table."""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+import torch
+
+from unetr_pp.comparison import ComparisonOptions, parse_budget, run_comparison
+from unetr_pp.evaluation.protocols import PROTOCOL_CHOICES
+from unetr_pp.networks.registry import NETWORK_NAMES
+from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, resolve_task
+from unetr_pp.utilities.errors import UnetrPPError, cli_main
+
+DEFAULT_NETWORKS = ("unetr_pp", "unetr", "uxnet", "repuxnet", "deformuxnet", "nnunet")
+
+
+def _fold(text: str) -> str:
+    """A fold number (fold `all` has no held-out cases to compare on)."""
+    if not text.isdigit():
+        raise UnetrPPError(f"--fold {text!r}: expected a fold number (0, 1, ...); fold all has no validation cases")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser of the command."""
+    parser = argparse.ArgumentParser(
+        prog="unetr_pp_compare",
+        description="Train (or reuse) each architecture on one fold of a preprocessed task under the same plans "
+                    "and budget, and write comparison.{md,json,png} (params, MACs, per-target DSC, mean DSC/HD95) "
+                    "to $RESULTS_FOLDER/unetr_pp/<config>/<task>/comparison_fold<k>/. A network whose fold is "
+                    "finished with the same budget is not retrained.",
+    )
+    parser.add_argument("-t", "--task", required=True, help="task id or name, e.g. 990 or Task990_Demo")
+    parser.add_argument("--networks", nargs="+", default=list(DEFAULT_NETWORKS), choices=NETWORK_NAMES,
+                        metavar="NET", help=f"architectures, trained as <NET>_trainer (default: "
+                                            f"{' '.join(DEFAULT_NETWORKS)}; also: swin_unetr)")
+    parser.add_argument("--fold", default="0", help="fold to train and compare on (default 0)")
+    parser.add_argument("--budget", metavar="EPOCHSxITERS",
+                        help="epochs x iterations per epoch for every network, e.g. 14x25 (default: the trainers' "
+                             "defaults)")
+    parser.add_argument("--val_iters", type=int, help="validation iterations per epoch (default: the trainers')")
+    parser.add_argument("--protocol", choices=PROTOCOL_CHOICES,
+                        help="re-evaluate each fold's validation_raw with this protocol (default: use the fold's "
+                             "validation_raw/summary.json)")
+    parser.add_argument("--disable_tta", action="store_true",
+                        help="validate without test-time mirroring (passes --val_disable_tta to the trainer)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="training device (default: cuda when available)")
+    parser.add_argument("-m", "--configuration", default="3d_fullres", help="plans configuration (default 3d_fullres)")
+    parser.add_argument("-p", "--plans_identifier", default=DEFAULT_PLANS_IDENTIFIER,
+                        help=f"plans identifier (default {DEFAULT_PLANS_IDENTIFIER})")
+    return parser
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison, print the table; exit code 1 when a network failed."""
+    args = build_parser().parse_args(argv)
+    options = ComparisonOptions(
+        task=resolve_task(args.task), networks=args.networks, fold=_fold(args.fold),
+        budget=parse_budget(args.budget, args.val_iters, args.disable_tta), protocol=args.protocol,
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), configuration=args.configuration,
+        plans_identifier=args.plans_identifier,
+    )
+    rows, paths = run_comparison(options)
+    print()
+    print(paths[1].read_text())
+    print(f"written: {', '.join(map(str, paths))}")
+    failed = [row["network"] for row in rows if row["status"] == "failed"]
+    if failed:
+        print(f"failed: {', '.join(failed)} (see the status column)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
