@@ -103,6 +103,13 @@ def test_patch_the_network_cannot_take(name, patch, divisor):
     assert str(patch) in message and divisor in message and "not divisible" in message
 
 
+def test_swin_unetr_rejects_a_one_voxel_bottleneck():
+    config = tiny_config("swin_unetr")
+    config["patch_size"] = [32, 32, 32]
+    with torch.device("meta"), pytest.raises(UnetrPPError, match=r"SwinUNETR: patch size \[32, 32, 32\] leaves a 1x1x1"):
+        build_network("swin_unetr", config, True)
+
+
 def _same_weights_same_output(ours: torch.nn.Module, monai_net: torch.nn.Module, shape) -> None:
     assert list(ours.state_dict()) == list(monai_net.state_dict())
     monai_net.load_state_dict(ours.state_dict())

@@ -78,7 +78,8 @@ def _strip_ending(name: str) -> tuple[str, str] | None:
     return (name[: -len(ending)], ending) if ending else None
 
 
-def _int_keyed(mapping: object, key: str, path: Path, problems: list[str]) -> dict[int, str]:
+def int_keyed(mapping: object, key: str, path: Path, problems: list[str]) -> dict[int, str]:
+    """`{"0": "CT", ...}` -> {0: "CT", ...} sorted by id; problems (non-object, non-integer keys) are appended, naming `path`."""
     if not isinstance(mapping, dict) or not mapping:
         problems.append(f"{path}: '{key}' must be a non-empty object")
         return {}
@@ -109,8 +110,8 @@ def _scan_cases(root: Path, folder: str, n_channels: int, ending: str, with_labe
 
 
 def _load_v1(root: Path, path: Path, obj: dict, problems: list[str]) -> DatasetInfo | None:
-    channels = _int_keyed(obj.get("modality"), "modality", path, problems)
-    labels = _int_keyed(obj.get("labels"), "labels", path, problems)
+    channels = int_keyed(obj.get("modality"), "modality", path, problems)
+    labels = int_keyed(obj.get("labels"), "labels", path, problems)
     training = obj.get("training")
     if not isinstance(training, list):
         problems.append(f"{path}: 'training' must be a list of {{'image', 'label'}} entries")
@@ -147,7 +148,7 @@ def _load_v1(root: Path, path: Path, obj: dict, problems: list[str]) -> DatasetI
 
 
 def _load_v2(root: Path, path: Path, obj: dict, problems: list[str]) -> DatasetInfo | None:
-    channels = _int_keyed(obj.get("channel_names"), "channel_names", path, problems)
+    channels = int_keyed(obj.get("channel_names"), "channel_names", path, problems)
     raw_labels = obj.get("labels")
     ending = obj.get("file_ending")
     if not isinstance(ending, str) or ending not in SUPPORTED_ENDINGS:

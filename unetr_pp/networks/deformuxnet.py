@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unetr_pp.networks.blocks import LayerNormChannelsFirst, UXNetFamily, build_ux_family
-from unetr_pp.networks.uxnet import LayerScaleResidual, pointwise_mlp
+from unetr_pp.networks.blocks import UXNetFamily, build_ux_family
+from unetr_pp.networks.uxnet import UXBlock
 
 NETWORK_NAME = "3D DeformUX-Net"
 
@@ -66,19 +66,16 @@ class DeformableDepthwiseConv(nn.Module):
         return deform_depthwise_conv3d(x, self.weight, self.offset(x), self.bias)
 
 
-class DeformUXBlock(nn.Module):
+class DeformUXBlock(UXBlock):
     """Deformable depthwise conv k3 -> LayerNorm -> dense 1x1x1 MLP (x4, GELU) -> layer scale -> residual."""
 
     def __init__(self, dim: int, drop_path: float = 0.0, kernel_size: int = 3, mlp: str = "dense") -> None:
-        super().__init__()
-        self.dwconv = DeformableDepthwiseConv(dim, kernel_size)
-        self.norm = LayerNormChannelsFirst(dim)
-        self.mlp = pointwise_mlp(dim, mlp)
-        self.residual = LayerScaleResidual(dim, drop_path)
+        super().__init__(dim, drop_path, kernel_size, mlp)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, *s) -> (B, C, *s)."""
-        return self.residual(x, self.mlp(self.norm(self.dwconv(x))))
+    @staticmethod
+    def depthwise_conv(dim: int, kernel_size: int) -> nn.Module:
+        """Deformable depthwise conv (B, C, *s) -> (B, C, *s)."""
+        return DeformableDepthwiseConv(dim, kernel_size)
 
 
 def build(plans_config: dict, deep_supervision: bool, **kwargs) -> UXNetFamily:

@@ -5,6 +5,7 @@ import torch
 from monai.networks.nets import SwinUNETR as MonaiSwinUNETR
 
 from unetr_pp.networks.blocks import SingleOutputMixin, check_kwargs, check_patch_divisible, config_value
+from unetr_pp.utilities.errors import UnetrPPError
 
 NETWORK_NAME = "SwinUNETR"
 DIVISOR = 32
@@ -13,7 +14,9 @@ BUILD_OPTIONS = ("feature_size", "depths", "num_heads", "window_size", "drop_rat
 
 
 class SwinUNETR(SingleOutputMixin, MonaiSwinUNETR):
-    """MONAI SwinUNETR: (B, C_in, *patch) -> logits (B, K, *patch); patch divisible by 32 per axis.
+    """MONAI SwinUNETR: (B, C_in, *patch) -> logits (B, K, *patch); patch divisible by 32 per axis, not 32³.
+
+    A 32×32×32 patch leaves a 1×1×1 bottleneck, which instance norm cannot normalise in training.
 
     MONAI has no deep-supervision heads: train mode with deep_supervision returns [logits] and
     `deep_supervision_scales` is [(1, 1, 1)], so the parameters equal MONAI's exactly.
@@ -22,6 +25,9 @@ class SwinUNETR(SingleOutputMixin, MonaiSwinUNETR):
     def __init__(self, in_channels: int, out_channels: int, patch_size, deep_supervision: bool = False,
                  **kwargs) -> None:
         patch = check_patch_divisible(NETWORK_NAME, patch_size, (DIVISOR,) * 3)
+        if all(p == DIVISOR for p in patch):
+            raise UnetrPPError(f"{NETWORK_NAME}: patch size {list(patch)} leaves a 1x1x1 bottleneck that instance "
+                               f"norm cannot train on; make at least one axis {2 * DIVISOR} or more")
         super().__init__(in_channels=in_channels, out_channels=out_channels, **kwargs)
         self.input_size = patch
         self.deep_supervision = bool(deep_supervision)

@@ -39,10 +39,15 @@ class UXBlock(nn.Module):
 
     def __init__(self, dim: int, drop_path: float = 0.0, kernel_size: int = 7, mlp: str = "grouped") -> None:
         super().__init__()
-        self.dwconv = nn.Conv3d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.dwconv = self.depthwise_conv(dim, kernel_size)
         self.norm = LayerNormChannelsFirst(dim)
         self.mlp = pointwise_mlp(dim, mlp)
         self.residual = LayerScaleResidual(dim, drop_path)
+
+    @staticmethod
+    def depthwise_conv(dim: int, kernel_size: int) -> nn.Module:
+        """The block's spatial mixing: a 'same'-padded depthwise conv (B, C, *s) -> (B, C, *s)."""
+        return nn.Conv3d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, *s) -> (B, C, *s)."""

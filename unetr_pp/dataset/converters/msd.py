@@ -9,7 +9,7 @@ from unetr_pp.dataset.converters.layout import (
 from unetr_pp.dataset.converters.task_writer import (
     TaskPlan, dataset_json_v1, image_jobs, label_job, split_job,
 )
-from unetr_pp.io.dataset_json import _int_keyed as int_keyed
+from unetr_pp.io.dataset_json import int_keyed
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import load_json
 
