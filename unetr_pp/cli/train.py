@@ -8,6 +8,8 @@ import argparse
 import signal
 from pathlib import Path
 
+import torch
+
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, preprocessed_folder, resolve_task, results_folder
 from unetr_pp.training.trainer import FoldSetup, TrainingOptions
 from unetr_pp.training.trainers import get_trainer_class
@@ -36,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=1000, help="epochs (default 1000)")
     parser.add_argument("--iters_per_epoch", type=int, default=250, help="training iterations per epoch (default 250)")
     parser.add_argument("--val_iters", type=int, default=50, help="validation iterations per epoch (default 50)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (AMP on CUDA only; default cpu)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu or cuda (AMP on CUDA only; default cuda when available)")
     parser.add_argument("--val_disable_tta", action="store_true",
                         help="no mirroring in the final validation (faster on CPU)")
     parser.add_argument("--seed", type=int, help="random seed (default: random; 0 with --deterministic)")
