@@ -9,6 +9,8 @@ The peer is dynamic-network-architectures' `PlainConvUNet` with nnU-Net v2's 3d_
 same plans (topology, features min(32·2^i, 320), instance norm, LeakyReLU, deep supervision), nnU-Net v2's
 `DC_and_CE_loss` in its `DeepSupervisionWrapper`, grad clip 12 and SGD(1e-2, 0.99, Nesterov) on one fixed
 batch of the same size: the ratio compares our nnunet_trainer's step with it.
+repuxnet_trainer is skipped by default (its k21 depthwise convolutions take about a minute per batch-1
+forward+backward at 32x64x64 on one CPU thread); name it in --trainers to include it.
 Run from /work/venv-bench (it has nnunetv2 and dynamic-network-architectures):
     PYTHONPATH=$PWD /work/venv-bench/bin/python bench/bench_train_step.py [--trainers nnunet_trainer ...]
         [--iters 5] [--threads 1] [--workers 2]
@@ -37,6 +39,7 @@ from unetr_pp.training.trainers import get_trainer_class  # noqa: E402
 
 TRAINERS = ("nnunet_trainer", "unetr_pp_trainer", "unetr_trainer", "swin_unetr_trainer", "uxnet_trainer",
             "repuxnet_trainer", "deformuxnet_trainer")
+SLOW = ("repuxnet_trainer",)  # ~56 s per batch-1 fwd+bwd at 32x64x64 on 1 CPU thread: > 10 min for 6 iterations
 
 
 def prepare_demo(root: Path) -> None:
@@ -120,7 +123,8 @@ def time_nnunet_v2_step(config: dict, iters: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trainers", nargs="+", choices=TRAINERS, default=list(TRAINERS))
+    parser.add_argument("--trainers", nargs="+", choices=TRAINERS, default=[t for t in TRAINERS if t not in SLOW],
+                        help=f"default: all but {', '.join(SLOW)} (too slow on CPU for this run)")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per trainer (after 1 warm-up)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the documented training runs)")
     parser.add_argument("--workers", type=int, default=2, help="data augmentation worker processes")
