@@ -3,7 +3,7 @@
 # test cases -> print the DSC/HD95 table.
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/_env.sh"
-DEMO_EPOCHS="${DEMO_EPOCHS:-14}"
+DEMO_EPOCHS="${DEMO_EPOCHS:-10}"
 DEMO_ITERS="${DEMO_ITERS:-25}"
 DEMO_VAL_ITERS="${DEMO_VAL_ITERS:-5}"
 DEMO_CASES="${DEMO_CASES:-10}"
@@ -19,7 +19,7 @@ if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
 $TRAINER on fold \$FOLD for \$DEMO_EPOCHS x \$DEMO_ITERS iterations, predict the held-back test cases
 (no test-time augmentation) and print their DSC/HD95 table." "extra unetr_pp_train options"
     cat <<USAGE
-  DEMO_EPOCHS [14]  DEMO_ITERS [25] iterations/epoch  DEMO_VAL_ITERS [5] validation iterations/epoch
+  DEMO_EPOCHS [10]  DEMO_ITERS [25] iterations/epoch  DEMO_VAL_ITERS [5] validation iterations/epoch
   DEMO_CASES [10] training cases (at least 5: 5-fold split)  DEMO_TEST_CASES [2] held-back test cases
   DEMO_TRAINER same as TRAINER [unetr_pp_trainer]
 USAGE
