@@ -170,3 +170,31 @@ up_handle_help() {
         -h|--help) up_usage "$script" "$what" "$extra"; exit 0 ;;
     esac
 }
+
+# up_script_name: the running script as <folder>/<file>.sh, for its usage line
+up_script_name() {
+    local script="${BASH_SOURCE[-1]}"
+    printf '%s/%s' "$(basename "$(cd "$(dirname "$script")" && pwd)")" "$(basename "$script")"
+}
+
+# up_train_dataset args...: what every run_training_<dataset>.sh does after up_setup (usage, plan once, train)
+up_train_dataset() {
+    up_handle_help "$(up_script_name)" \
+        "Plan and preprocess $TASK once (preset $UP_PRESET), then train $TRAINER on fold $FOLD." \
+        "extra unetr_pp_train options, e.g. -c (continue) or --epochs N" "$@"
+    up_require_raw_task
+    up_check_python
+    up_plan_once
+    up_train "$@"
+}
+
+# up_evaluate_dataset args...: what every run_evaluation_<dataset>.sh does after up_setup (usage, predict, evaluate)
+up_evaluate_dataset() {
+    up_handle_help "$(up_script_name)" \
+        "Predict imagesTs of $TASK with fold $FOLD of $TRAINER (model_final_checkpoint) and evaluate with protocol
+$UP_PROTOCOL against labelsTs (without labelsTs: the fold's validation_raw predictions)." \
+        "extra unetr_pp_predict options, e.g. --disable_tta" "$@"
+    up_require_raw_task
+    up_check_python
+    up_predict_and_evaluate "$@"
+}

@@ -4,10 +4,4 @@ set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/_env.sh"
 up_setup lung Lungs Task006_Lung lung unetr_pp_trainer_lung all-labels \
     "unetr_pp_convert_task --source msd -i /path/to/Task06_Lung"
-up_handle_help training_scripts/run_training_lung.sh \
-    "Plan and preprocess $TASK once (preset $UP_PRESET), then train $TRAINER on fold $FOLD." \
-    "extra unetr_pp_train options, e.g. -c (continue) or --epochs N" "$@"
-up_require_raw_task
-up_check_python
-up_plan_once
-up_train "$@"
+up_train_dataset "$@"
