@@ -17,12 +17,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI: idle OpenMP t
 import argparse  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 
 import torch  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 from unetr_pp.networks import NETWORK_NAMES, build_network  # noqa: E402
 from unetr_pp.networks.nnunet import default_topology  # noqa: E402
@@ -35,17 +34,6 @@ def _plans_config(patch: list[int], classes: int) -> dict:
     pools, convs = default_topology(patch)
     return {"patch_size": patch, "num_input_channels": 1, "num_classes": classes,
             "pool_op_kernel_sizes": pools, "conv_kernel_sizes": convs, "network_kwargs": NETWORK_KWARGS}
-
-
-def _time(fn, repeats: int) -> float:
-    """Median seconds of `fn` over `repeats` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _max_rss_mb() -> float:
@@ -67,7 +55,7 @@ def measure_one(name: str, patch: list[int], classes: int, repeats: int) -> dict
         outputs = out if isinstance(out, list) else [out]
         sum(o.float().mean() for o in outputs).backward()
 
-    seconds = _time(step, repeats)
+    seconds = median_seconds(step, repeats)
     return {"network": name, "params": sum(p.numel() for p in net.parameters()), "seconds": seconds,
             "peak_rss_delta_mb": _max_rss_mb() - rss_before}
 
@@ -92,8 +80,8 @@ def compare_monai(name: str, patch: list[int], classes: int, repeats: int) -> di
     x = torch.randn(1, 1, *patch)
     with torch.no_grad():
         diff = float((ours(x) - peer(x)).abs().max())
-        t_ours = _time(lambda: ours(x), repeats)
-        t_peer = _time(lambda: peer(x), repeats)
+        t_ours = median_seconds(lambda: ours(x), repeats)
+        t_peer = median_seconds(lambda: peer(x), repeats)
     return {"network": name, "max_abs_diff": diff, "ours": t_ours, "monai": t_peer}
 
 

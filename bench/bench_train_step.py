@@ -29,6 +29,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from timing import median_seconds  # noqa: E402
 from torch import nn  # noqa: E402
 
 from unetr_pp.cli import make_demo_task, plan_and_preprocess  # noqa: E402
@@ -112,13 +113,7 @@ def time_nnunet_v2_step(config: dict, iters: int) -> float:
         optimizer.step()
 
     net.train()
-    step()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(step, iters)
 
 
 def main() -> None:

@@ -7,24 +7,13 @@ UNETR). Usage: python bench/bench_unetr_pp.py [--patch 64 128 128] [--repeats 3]
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from monai.networks.nets import UNETR
+from timing import median_seconds
 from torch import nn
 
 from unetr_pp.networks.unetr_pp import build
-
-
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _measure(net: nn.Module, x: torch.Tensor, repeats: int) -> tuple[float, float]:
@@ -40,7 +29,7 @@ def _measure(net: nn.Module, x: torch.Tensor, repeats: int) -> tuple[float, floa
         out = net(x)
         (sum(o.float().mean() for o in out) if isinstance(out, list) else out.mean()).backward()
 
-    return _time(infer, repeats), _time(train_step, repeats)
+    return median_seconds(infer, repeats), median_seconds(train_step, repeats)
 
 
 def main() -> None:
