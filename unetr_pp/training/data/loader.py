@@ -76,7 +76,7 @@ class BatchLoader:
         self._loader, self._transform = loader, transform
         self._augmenter: MultiThreadedAugmenter | None = None
         if num_processes > 0:
-            self._augmenter = MultiThreadedAugmenter(loader, transform, num_processes, 2, seeds=seeds,
+            self._augmenter = MultiThreadedAugmenter(loader, transform, num_processes, 4, seeds=seeds,
                                                      pin_memory=False)
             self._finalizer = weakref.finalize(self, _shutdown, self._augmenter)
         else:

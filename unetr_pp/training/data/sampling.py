@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from batchgenerators.dataloading.data_loader import SlimDataLoaderBase
 
 from unetr_pp.preprocessing.preprocessed_data import load_case
@@ -85,11 +86,13 @@ class PatchDataLoader(SlimDataLoaderBase):
     def set_thread_id(self, thread_id: int) -> None:
         """Called in each worker right after `np.random.seed(worker seed)`: seed Python's `random` from it too.
 
-        In a worker process, also start the watchdog that ends the worker when the owning process dies.
+        In a worker process, also limit torch to one thread (the workers already share the cores) and start
+        the watchdog that ends the worker when the owning process dies.
         """
         super().set_thread_id(thread_id)
         random.seed(int(np.random.randint(0, 2 ** 31 - 1)))
         if os.getpid() != self.owner_pid:
+            torch.set_num_threads(1)
             threading.Thread(target=_exit_when_orphaned, args=(self.owner_pid,), daemon=True).start()
 
     def generate_train_batch(self) -> dict:
