@@ -9,7 +9,7 @@ from batchgenerators.transforms.spatial_transforms import SpatialTransform
 
 from unetr_pp.training.data.augmentation import training_transforms
 from unetr_pp.training.data.resample_transforms import (AffineSpatialTransform, LowResolutionTransform,
-                                                        downsample_labels, present_labels)
+                                                        downsample_labels)
 
 DEG = np.pi / 180
 ANGLES = (-30 * DEG, 30 * DEG)
@@ -93,11 +93,6 @@ def test_downsample_labels_equals_resize_segmentation(shape):
     got = downsample_labels(target, shape)
     assert got.dtype == np.int16
     np.testing.assert_array_equal(got, expected)
-
-
-def test_present_labels_equals_unique():
-    values = np.random.default_rng(3).choice([-1, 0, 2, 7], size=(4, 9, 11)).astype(np.int16)
-    np.testing.assert_array_equal(present_labels(values), [-1, 0, 2, 7])
 
 
 def test_training_pipeline_uses_the_torch_resampling():

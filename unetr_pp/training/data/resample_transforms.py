@@ -9,6 +9,7 @@ label's indicator linearly and taking the per-voxel argmax (exact ties go to the
 """
 from __future__ import annotations
 
+import itertools
 from typing import Sequence
 
 import numpy as np
@@ -74,26 +75,51 @@ def resample_sample(data: np.ndarray, seg: np.ndarray | None, matrix: np.ndarray
     data_out.mul_(1 - outside)
     if seg is None:
         return data_out.numpy(), None
-    values = seg.astype(np.int16)
-    channels = torch.from_numpy(values)
-    # running best score (2 outside: no label can win there) and its label; arithmetic updates, not masked
-    # writes, which are 3x slower on the scattered masks
-    best = (2 * outside).expand((seg.shape[0],) + tuple(out_shape)).clone()
-    labels = torch.full_like(best, float(seg_outside))
-    for label in present_labels(values):
-        indicator = (channels == int(label)).to(torch.float32)[None]
-        score = F.grid_sample(indicator, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
-        wins = (score > best).to(torch.float32)  # strictly greater: exact ties keep the lower label
-        labels.add_(wins.mul_(float(label) - labels))
-        torch.maximum(best, score, out=best)
+    labels = resample_labels(seg.astype(np.int16), grid)
+    labels[:, outside[0] > 0] = seg_outside
     return data_out.numpy(), labels.numpy()
 
 
-def present_labels(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of an integer label array (a histogram: much faster than sorting)."""
-    low = int(values.min())
-    counts = np.bincount((values.ravel() - low).astype(np.intp))
-    return np.nonzero(counts)[0] + low
+def resample_labels(values: np.ndarray, grid: torch.Tensor) -> torch.Tensor:
+    """Label maps (C, *in) int16 at the grid's points -> (C, *out) float32: argmax of linearly interpolated indicators.
+
+    Equal to interpolating every label's indicator with `grid_sample` (clamped to the image) and taking the
+    per-voxel argmax, exact ties going to the lower label, but evaluated on the 2^dim neighbours of each point:
+    where they all carry one label (almost everywhere) that label wins, and only the other points are scored.
+    """
+    dim = grid.shape[-1]
+    size = torch.tensor(values.shape[:0:-1], dtype=torch.float32)  # grid order: x, y[, z]
+    pos = torch.minimum(((grid.reshape(-1, dim) + 1) * (0.5 * (size - 1))).clamp_(min=0), size - 1)
+    low = pos.floor()
+    frac = pos - low
+    padded = np.pad(values, [(0, 0)] + [(0, 1)] * dim, mode="edge")  # low + 1 is always a valid index
+    strides = np.cumprod([1] + list(padded.shape[:0:-1]))[:dim]
+    base = (low.to(torch.int64) * torch.from_numpy(strides)).sum(1)
+    flat = torch.from_numpy(padded.reshape(values.shape[0], -1))
+    corners = list(itertools.product((0, 1), repeat=dim))
+    neighbours = [flat[:, base + int(np.dot(corner, strides))] for corner in corners]
+    labels = neighbours[0].clone()
+    mixed = torch.zeros(labels.shape, dtype=torch.bool)
+    for other in neighbours[1:]:
+        mixed |= other != labels
+    channel, point = mixed.nonzero(as_tuple=True)
+    if len(point):
+        candidates = [n[channel, point].to(torch.float32) for n in neighbours]
+        f = frac[point]
+        weights = [torch.prod(torch.stack([f[:, d] if bit else 1 - f[:, d] for d, bit in enumerate(corner)]), 0)
+                   for corner in corners]
+        scores = [w.clone() for w in weights]
+        for k in range(len(corners)):
+            for j in range(k + 1, len(corners)):
+                same = (candidates[j] == candidates[k]).to(torch.float32)
+                scores[k].addcmul_(same, weights[j])
+                scores[j].addcmul_(same, weights[k])
+        best, winner = scores[0], candidates[0]
+        for score, candidate in zip(scores[1:], candidates[1:]):
+            better = (score > best) | ((score == best) & (candidate < winner))
+            best, winner = torch.where(better, score, best), torch.where(better, candidate, winner)
+        labels[channel, point] = winner.to(labels.dtype)
+    return labels.to(torch.float32).reshape((values.shape[0],) + tuple(grid.shape[1:-1]))
 
 
 class AffineSpatialTransform(AbstractTransform):
