@@ -4,9 +4,11 @@ Both blend raw logits of the same windows: the volume is chosen so that nnU-Net'
 MONAI's scan interval give identical window starts (image - patch a multiple of patch * step), and
 MONAI is run once with our Gaussian map (`roi_weight_map`, like with like) and once with its own
 (`mode="gaussian"`, sigma_scale 0.125; it clamps weights below 1e-3, ours keeps the true values).
-The network is MONAI's DynUNet in an nnU-Net-like small configuration, eval mode, CPU, no TTA.
-Usage: python bench/bench_inference.py [--shape 96 192 192] [--patch 96 96 96] [--overlap 0.5]
-       [--sw_batch_size 2] [--repeats 2] [--threads 2]
+The network (eval mode, CPU, no TTA): MONAI's DynUNet in an nnU-Net-like small configuration (default), or
+one of our registry's networks (`--network unetr_pp|nnunet|unetr|...`, built for the patch as in
+bench_networks.py); both tools run the same module with the same weights.
+Usage: python bench/bench_inference.py [--network dynunet] [--shape 96 192 192] [--patch 96 96 96]
+       [--overlap 0.5] [--sw_batch_size 2] [--repeats 2] [--threads 2]
 """
 from __future__ import annotations
 
@@ -19,12 +21,15 @@ import torch
 from monai.inferers import sliding_window_inference
 from monai.networks.nets import DynUNet
 
+from bench_networks import _plans_config  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 from unetr_pp.inference.sliding_window import (
     SlidingWindowSettings,
     gaussian_importance_map,
     sliding_window_logits,
     window_starts,
 )
+from unetr_pp.networks import build_network
 
 
 def _time_interleaved(fns: list, repeats: int) -> list[tuple[float, float, torch.Tensor]]:
@@ -56,6 +61,7 @@ def _monai_starts(shape, patch, overlap) -> list[list[int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--network", default="dynunet", help="dynunet or a network name of our registry")
     parser.add_argument("--shape", type=int, nargs=3, default=[96, 192, 192])
     parser.add_argument("--patch", type=int, nargs=3, default=[96, 96, 96])
     parser.add_argument("--overlap", type=float, default=0.5)
@@ -71,8 +77,11 @@ def main() -> None:
     if ours_starts != monai_starts:
         raise SystemExit(f"window starts differ (ours {ours_starts}, MONAI {monai_starts}); "
                          "choose shape - patch as a multiple of patch * (1 - overlap)")
-    net = DynUNet(3, 1, args.classes, kernel_size=[3, 3, 3, 3, 3], strides=[1, 2, 2, 2, 2],
-                  upsample_kernel_size=[2, 2, 2, 2], filters=[16, 32, 64, 128, 192], norm_name="instance").eval()
+    if args.network == "dynunet":
+        net = DynUNet(3, 1, args.classes, kernel_size=[3, 3, 3, 3, 3], strides=[1, 2, 2, 2, 2],
+                      upsample_kernel_size=[2, 2, 2, 2], filters=[16, 32, 64, 128, 192], norm_name="instance").eval()
+    else:
+        net = build_network(args.network, _plans_config(list(args.patch), args.classes), False).eval()
     image = torch.randn(1, *args.shape)
     settings = SlidingWindowSettings(tuple(args.patch), 1 - args.overlap, args.sw_batch_size, mirror_axes=())
     weights = torch.tensor(gaussian_importance_map(args.patch))
@@ -90,7 +99,7 @@ def main() -> None:
     out_monai_map = monai(None)
     n_windows = int(np.prod([len(s) for s in ours_starts]))
     print(f"volume {args.shape}, patch {args.patch}, overlap {args.overlap}, {n_windows} windows, "
-          f"sw_batch_size {args.sw_batch_size}, {args.threads} threads, DynUNet {args.classes} classes")
+          f"sw_batch_size {args.sw_batch_size}, {args.threads} threads, {args.network} {args.classes} classes")
     print(f"max |ours - MONAI (same Gaussian map)|   = {(out_ours - out_peer).abs().max().item():.2e}")
     print(f"max |ours - MONAI (its own Gaussian map)| = {(out_ours - out_monai_map).abs().max().item():.2e}")
     print(f"wall: ours {t_ours:.2f} s, MONAI {t_peer:.2f} s, MONAI / ours = {t_peer / t_ours:.2f}x")
