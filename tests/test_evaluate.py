@@ -228,3 +228,25 @@ def test_module_entry_point_exit_code(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'nope'}: reference folder not found"
+
+
+def test_one_case_with_two_processes_uses_two_threads(folders, monkeypatch):
+    from unetr_pp.evaluation import folders as folders_module
+
+    seen = []
+    original = folders_module.compute_case_metrics
+
+    def recording(*args):
+        seen.append(args[-1])
+        return original(*args)
+
+    monkeypatch.setattr(folders_module, "compute_case_metrics", recording)
+    ref_dir, pred_dir = folders[0], folders[1]
+    only = sorted(p.name for p in pred_dir.iterdir())[0]
+    single = pred_dir.parent / "single_prediction"
+    single.mkdir()
+    (single / only).write_bytes((pred_dir / only).read_bytes())
+    two = evaluate_folders(ref_dir, single, protocol="synapse", num_processes=2, only_predicted=True)
+    one = evaluate_folders(ref_dir, single, protocol="synapse", num_processes=1, only_predicted=True)
+    assert seen == [2, 1]
+    assert json.dumps(two["metric_per_case"][0]["metrics"]) == json.dumps(one["metric_per_case"][0]["metrics"])

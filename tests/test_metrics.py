@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -202,3 +203,19 @@ def test_input_errors():
         compute_case_metrics(a, a, (1, 1, 1), [1], hd95_unit="cm")
     with pytest.raises(UnetrPPError, match="positive"):
         compute_case_metrics(a, a, (1, 1, 1), [0])
+
+
+def test_threads_give_the_same_metrics_in_target_order():
+    rng = np.random.default_rng(7)
+    shape = (20, 30, 26)
+    reference, prediction = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
+    for label in range(1, 9):
+        reference[_random_mask(rng, shape, touch_border=False)] = label
+        prediction[_random_mask(rng, shape, touch_border=label % 2 == 0)] = label
+    targets = PROTOCOLS["synapse"].targets
+    serial = compute_case_metrics(reference, prediction, (2.0, 0.7, 0.8), targets)
+    threaded = compute_case_metrics(reference, prediction, (2.0, 0.7, 0.8), targets, threads=3)
+    assert list(threaded) == [t.name for t in targets]
+    assert json.dumps(threaded) == json.dumps(serial)  # NaN (label 11 absent) compares equal as text
+    ref_mask, pred_mask = reference == 6, prediction == 6  # the synapse protocol's liver
+    assert threaded["liver"]["HD95"] == hd95(pred_mask, ref_mask, voxelspacing=(2.0, 0.7, 0.8))

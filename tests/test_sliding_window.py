@@ -224,3 +224,15 @@ def test_thread_count_is_restored_when_the_network_fails():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(previous)
+
+
+def test_more_threads_than_windows_per_batch_runs_one_forward_per_batch():
+    previous = torch.get_num_threads()
+    recorder = ThreadRecorder()
+    try:
+        torch.set_num_threads(4)
+        sliding_window_logits(recorder, volume((1, 8, 16, 16)), SlidingWindowSettings((8, 8, 8), 0.5, 2, ()))
+    finally:
+        torch.set_num_threads(previous)
+    assert [(name.startswith("sliding-window"), threads) for name, threads, _, _ in recorder.calls] == \
+        [(False, 4)] * 5  # 9 windows in batches of 2, each batch one forward with all 4 threads

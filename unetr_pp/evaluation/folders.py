@@ -20,10 +20,10 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from unetr_pp.evaluation.metrics import (
+    case_bounding_boxes,
     check_options,
     compute_case_metrics,
     empty_target_metrics,
-    label_bounding_boxes,
 )
 from unetr_pp.evaluation.protocols import Protocol, Target, label_target, resolve_protocol
 from unetr_pp.evaluation.report import build_summary, write_reports
@@ -42,6 +42,7 @@ class _Job:
     allowed: frozenset[int] | None
     hd95_unit: str
     empty: str
+    threads: int = 1  # per case: > 1 when there are fewer cases than processes
 
 
 def _image_files(folder: Path, role: str) -> dict[str, Path]:
@@ -163,7 +164,7 @@ def _evaluate_case(job: _Job) -> _Result:
         prediction = as_label_array(prediction, job.prediction)
     except UnetrPPError as err:
         return None, [str(err)], []
-    boxes = (label_bounding_boxes(reference), label_bounding_boxes(prediction))
+    boxes = case_bounding_boxes(reference, prediction, job.threads)
     if job.allowed is not None:
         problems = [
             f"{path}: label value(s) {unknown} not in the protocol's labels {sorted(job.allowed)}"
@@ -175,7 +176,8 @@ def _evaluate_case(job: _Job) -> _Result:
     present = sorted(set(boxes[0]) | set(boxes[1]))
     targets = job.targets or tuple(label_target(label) for label in present)
     metrics = (
-        compute_case_metrics(reference, prediction, geometry.spacing, targets, job.hd95_unit, job.empty, boxes)
+        compute_case_metrics(reference, prediction, geometry.spacing, targets, job.hd95_unit, job.empty, boxes,
+                             job.threads)
         if targets else {}
     )
     entry = {"case": job.case, "reference_file": str(job.reference.absolute()),
@@ -217,8 +219,10 @@ def evaluate_folders(
     if out_dir is not None:
         check_output_dir(Path(out_dir))
     check_headers(pairs)
+    threads = max(1, num_processes // max(len(pairs), 1))  # spare processes become threads within a case
     jobs = [
-        _Job(case, ref, pred, chosen.targets if chosen else None, chosen.allowed if chosen else None, hd95_unit, empty)
+        _Job(case, ref, pred, chosen.targets if chosen else None, chosen.allowed if chosen else None, hd95_unit, empty,
+             threads)
         for case, ref, pred in pairs
     ]
     results = _run(jobs, num_processes)

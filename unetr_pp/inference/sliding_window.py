@@ -121,14 +121,14 @@ def _window_runner(network: nn.Module, mirrors: list[tuple[int, ...]], device: t
                    batch_size: int) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
     """A function (B, C, *patch) -> (B, K, *patch) mean logits over `mirrors`, for batches of <= `batch_size`.
 
-    On CPU with T > 1 torch threads it splits a batch over min(T, batch_size) Python threads that each run
+    On CPU with 2 <= T <= batch_size torch threads it splits a batch over T Python threads that each run
     their windows with single-threaded ops (torch's thread count is 1 meanwhile, restored afterwards): 3D
     convolutions scale poorly over intra-op threads, so windows in parallel use the cores better
-    (docs/benchmarks.md, sliding window). Elsewhere it is a plain `_forward`.
+    (docs/benchmarks.md, sliding window). Elsewhere (CUDA, 1 thread, more threads than windows per batch,
+    which would leave cores idle) it is a plain `_forward`.
     """
-    original = torch.get_num_threads()
-    threads = min(original, batch_size)
-    if device.type != "cpu" or threads < 2:
+    threads = original = torch.get_num_threads()
+    if device.type != "cpu" or not 2 <= threads <= batch_size:
         yield lambda batch: _forward(network, batch, mirrors)
         return
     torch.set_num_threads(1)
