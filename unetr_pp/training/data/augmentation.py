@@ -1,7 +1,7 @@
 """nnU-Net v1 "moreDA" augmentation (batchgenerators) and the target transforms shared with validation.
 
 Rotation/scaling and simulated low resolution are our torch versions (`resample_transforms`): same random
-parameters as batchgenerators' transforms, linear instead of cubic-spline resampling, 4-5x faster batches.
+parameters as batchgenerators' transforms, linear instead of cubic-spline resampling, ~4x faster batches.
 """
 from __future__ import annotations
 

@@ -3,9 +3,10 @@
 They draw their random parameters exactly as batchgenerators' `SpatialTransform` (no elastic deformation,
 centred) and `SimulateLowResolutionTransform` do, so the same seed gives the same rotations, scales and
 zooms, but resample linearly with `torch.nn.functional.grid_sample` / `interpolate` (as nnU-Net v2's
-batchgeneratorsv2 does) instead of scipy cubic splines: the two transforms cost 0.8 s of a 0.9 s batch
-with batchgenerators on the demo-sized patches. Segmentations are resampled by interpolating each
-label's indicator linearly and taking the per-voxel argmax (exact ties go to the lower label).
+batchgeneratorsv2 does) instead of scipy cubic splines: with batchgenerators the two transforms took 0.8 s
+of a 0.93 s batch of two 56x192x160 patches (docs/benchmarks.md, data loader). Segmentations are resampled
+by interpolating each label's indicator linearly and taking the per-voxel argmax (exact ties go to the
+lower label).
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def resample_sample(data: np.ndarray, seg: np.ndarray | None, matrix: np.ndarray
 
 
 def resample_labels(values: np.ndarray, grid: torch.Tensor) -> torch.Tensor:
-    """Label maps (C, *in) int16 at the grid's points -> (C, *out) float32: argmax of linearly interpolated indicators.
+    """Label maps (C, *in) int16 at the grid points -> (C, *out) float32: argmax of linear label indicators.
 
     Equal to interpolating every label's indicator with `grid_sample` (clamped to the image) and taking the
     per-voxel argmax, exact ties going to the lower label, but evaluated on the 2^dim neighbours of each point:
@@ -145,14 +146,12 @@ class AffineSpatialTransform(AbstractTransform):
         seg_out = None if seg is None else np.empty(seg.shape[:2] + self.patch_size, dtype=np.float32)
         for b in range(data.shape[0]):
             matrix = draw_affine(dim, *self.angles, self.scale, self.p_rot, self.p_scale, self.p_rot_per_axis)
-            seg_b = None if seg is None else seg[b]
             if matrix is None:
                 d, s = center_crop(data[b:b + 1], self.patch_size, None if seg is None else seg[b:b + 1])
-                data_out[b] = d[0]
-                if seg_out is not None:
-                    seg_out[b] = s[0]
-                continue
-            d, s = resample_sample(data[b], seg_b, matrix, self.patch_size, self.border_cval_seg)
+                d, s = d[0], None if s is None else s[0]
+            else:
+                d, s = resample_sample(data[b], None if seg is None else seg[b], matrix, self.patch_size,
+                                       self.border_cval_seg)
             data_out[b] = d
             if seg_out is not None:
                 seg_out[b] = s
