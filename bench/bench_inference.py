@@ -7,14 +7,24 @@ MONAI is run once with our Gaussian map (`roi_weight_map`, like with like) and o
 The network (eval mode, CPU, no TTA): MONAI's DynUNet in an nnU-Net-like small configuration (default), or
 one of our registry's networks (`--network unetr_pp|nnunet|unetr|...`, built for the patch as in
 bench_networks.py); both tools run the same module with the same weights.
+`--malloc` sets glibc's allocator (unetr_pp/utilities/memory.py): `system` (default settings for both,
+same process), `keep` (`keep_freed_memory` for both, same process: like with like), or `shipped` (each
+tool in its own processes, alternated per round: ours with `keep_freed_memory` as `unetr_pp_predict`
+applies it, MONAI with the system allocator as a MONAI script runs).
 Usage: python bench/bench_inference.py [--network dynunet] [--shape 96 192 192] [--patch 96 96 96]
-       [--overlap 0.5] [--sw_batch_size 2] [--repeats 2] [--threads 2]
+       [--overlap 0.5] [--sw_batch_size 2] [--repeats 2] [--threads 2] [--malloc system|keep|shipped]
+       [--rounds 2]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +40,7 @@ from unetr_pp.inference.sliding_window import (
     window_starts,
 )
 from unetr_pp.networks import build_network
+from unetr_pp.utilities.memory import keep_freed_memory
 
 
 def _time_interleaved(fns: list, repeats: int) -> list[tuple[float, float, torch.Tensor]]:
@@ -59,7 +70,7 @@ def _monai_starts(shape, patch, overlap) -> list[list[int]]:
     return starts
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--network", default="dynunet", help="dynunet or a network name of our registry")
     parser.add_argument("--shape", type=int, nargs=3, default=[96, 192, 192])
@@ -69,37 +80,89 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=14)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    ours_starts = window_starts(args.shape, args.patch, 1 - args.overlap)
-    monai_starts = _monai_starts(args.shape, args.patch, args.overlap)
-    if ours_starts != monai_starts:
-        raise SystemExit(f"window starts differ (ours {ours_starts}, MONAI {monai_starts}); "
-                         "choose shape - patch as a multiple of patch * (1 - overlap)")
-    if args.network == "dynunet":
-        net = DynUNet(3, 1, args.classes, kernel_size=[3, 3, 3, 3, 3], strides=[1, 2, 2, 2, 2],
-                      upsample_kernel_size=[2, 2, 2, 2], filters=[16, 32, 64, 128, 192], norm_name="instance").eval()
-    else:
-        net = build_network(args.network, _plans_config(list(args.patch), args.classes), False).eval()
-    image = torch.randn(1, *args.shape)
-    settings = SlidingWindowSettings(tuple(args.patch), 1 - args.overlap, args.sw_batch_size, mirror_axes=())
-    weights = torch.tensor(gaussian_importance_map(args.patch))
+    parser.add_argument("--malloc", choices=("system", "keep", "shipped"), default="system")
+    parser.add_argument("--rounds", type=int, default=2, help="--malloc shipped: process pairs (ours, MONAI)")
+    parser.add_argument("--only", choices=("ours", "monai"), help=argparse.SUPPRESS)  # one tool (a child)
+    parser.add_argument("--save", help=argparse.SUPPRESS)  # where a child saves its output tensor
+    return parser
 
-    def ours() -> torch.Tensor:
-        return sliding_window_logits(net, image, settings)
 
-    def monai(weight_map: torch.Tensor | None) -> torch.Tensor:
+class Setup:
+    """The network, input volume, settings and both tools' callables for the parsed arguments."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        torch.set_num_threads(args.threads)
+        torch.manual_seed(0)
+        self.args = args
+        self.ours_starts = window_starts(args.shape, args.patch, 1 - args.overlap)
+        if self.ours_starts != _monai_starts(args.shape, args.patch, args.overlap):
+            raise SystemExit(f"window starts differ (ours {self.ours_starts}, MONAI "
+                             f"{_monai_starts(args.shape, args.patch, args.overlap)}); "
+                             "choose shape - patch as a multiple of patch * (1 - overlap)")
+        if args.network == "dynunet":
+            self.net = DynUNet(3, 1, args.classes, kernel_size=[3, 3, 3, 3, 3], strides=[1, 2, 2, 2, 2],
+                               upsample_kernel_size=[2, 2, 2, 2], filters=[16, 32, 64, 128, 192],
+                               norm_name="instance").eval()
+        else:
+            self.net = build_network(args.network, _plans_config(list(args.patch), args.classes), False).eval()
+        self.image = torch.randn(1, *args.shape)
+        self.settings = SlidingWindowSettings(tuple(args.patch), 1 - args.overlap, args.sw_batch_size, mirror_axes=())
+        self.weights = torch.tensor(gaussian_importance_map(args.patch))
+
+    def ours(self) -> torch.Tensor:
+        return sliding_window_logits(self.net, self.image, self.settings)
+
+    def monai(self, own_map: bool = False) -> torch.Tensor:
+        """MONAI's sliding window with our Gaussian map (like with like) or with its own (`own_map`)."""
+        a = self.args
         with torch.no_grad():
-            return sliding_window_inference(image[None], args.patch, args.sw_batch_size, net, overlap=args.overlap,
-                                            mode="gaussian", sigma_scale=0.125, roi_weight_map=weight_map)[0]
+            return sliding_window_inference(self.image[None], a.patch, a.sw_batch_size, self.net, overlap=a.overlap,
+                                            mode="gaussian", sigma_scale=0.125,
+                                            roi_weight_map=None if own_map else self.weights)[0]
 
-    (t_ours, c_ours, out_ours), (t_peer, c_peer, out_peer) = _time_interleaved([ours, lambda: monai(weights)],
-                                                                               args.repeats)
-    out_monai_map = monai(None)
-    n_windows = int(np.prod([len(s) for s in ours_starts]))
+
+def _child(args: argparse.Namespace) -> None:
+    """Time one tool in this process (--malloc shipped); print {wall, cpu} as JSON, save the output."""
+    if args.only == "ours":
+        keep_freed_memory()
+    setup = Setup(args)
+    ((wall, cpu, out),) = _time_interleaved([setup.ours if args.only == "ours" else setup.monai], args.repeats)
+    torch.save(out, args.save)
+    print(json.dumps({"wall": wall, "cpu": cpu}))
+
+
+def _shipped(args: argparse.Namespace, argv: list[str]) -> tuple[tuple[float, float, torch.Tensor], ...]:
+    """Median wall/CPU of each tool over `rounds` alternating child processes, and their outputs."""
+    times: dict[str, list[dict]] = {"ours": [], "monai": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.rounds):
+            for tool in times:
+                out = subprocess.run([sys.executable, __file__, *argv, "--only", tool, "--save", f"{tmp}/{tool}.pt"],
+                                     capture_output=True, text=True, check=True).stdout
+                times[tool].append(json.loads(out.strip().splitlines()[-1]))
+        outputs = {tool: torch.load(Path(tmp) / f"{tool}.pt") for tool in times}
+    return tuple((statistics.median(r["wall"] for r in runs), statistics.median(r["cpu"] for r in runs),
+                  outputs[tool]) for tool, runs in times.items())
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    args = _parser().parse_args(argv)
+    if args.only:
+        return _child(args)
+    if args.malloc == "keep":
+        keep_freed_memory()
+    setup = Setup(args)
+    if args.malloc == "shipped":
+        (t_ours, c_ours, out_ours), (t_peer, c_peer, out_peer) = _shipped(args, argv)
+    else:
+        (t_ours, c_ours, out_ours), (t_peer, c_peer, out_peer) = _time_interleaved([setup.ours, setup.monai],
+                                                                                   args.repeats)
+    out_monai_map = setup.monai(own_map=True)
+    n_windows = int(np.prod([len(s) for s in setup.ours_starts]))
     print(f"volume {args.shape}, patch {args.patch}, overlap {args.overlap}, {n_windows} windows, "
-          f"sw_batch_size {args.sw_batch_size}, {args.threads} threads, {args.network} {args.classes} classes")
+          f"sw_batch_size {args.sw_batch_size}, {args.threads} threads, {args.network} {args.classes} classes, "
+          f"malloc {args.malloc}")
     print(f"max |ours - MONAI (same Gaussian map)|   = {(out_ours - out_peer).abs().max().item():.2e}")
     print(f"max |ours - MONAI (its own Gaussian map)| = {(out_ours - out_monai_map).abs().max().item():.2e}")
     print(f"wall: ours {t_ours:.2f} s, MONAI {t_peer:.2f} s, MONAI / ours = {t_peer / t_ours:.2f}x")

@@ -213,9 +213,33 @@ def test_threads_give_the_same_metrics_in_target_order():
         reference[_random_mask(rng, shape, touch_border=False)] = label
         prediction[_random_mask(rng, shape, touch_border=label % 2 == 0)] = label
     targets = PROTOCOLS["synapse"].targets
-    serial = compute_case_metrics(reference, prediction, (2.0, 0.7, 0.8), targets)
+    serial = compute_case_metrics(reference, prediction, (2.0, 0.7, 0.8), targets, threads=1)
     threaded = compute_case_metrics(reference, prediction, (2.0, 0.7, 0.8), targets, threads=3)
     assert list(threaded) == [t.name for t in targets]
     assert json.dumps(threaded) == json.dumps(serial)  # NaN (label 11 absent) compares equal as text
     ref_mask, pred_mask = reference == 6, prediction == 6  # the synapse protocol's liver
     assert threaded["liver"]["HD95"] == hd95(pred_mask, ref_mask, voxelspacing=(2.0, 0.7, 0.8))
+
+
+def test_default_threads_are_the_usable_cores_at_most_one_per_target(monkeypatch):
+    from unetr_pp.evaluation import metrics as metrics_module
+
+    pools = []
+    real_pool = metrics_module.ThreadPoolExecutor
+
+    def recording_pool(workers):
+        pools.append(workers)
+        return real_pool(workers)
+
+    monkeypatch.setattr(metrics_module, "ThreadPoolExecutor", recording_pool)
+    reference = np.zeros((6, 8, 8), np.uint8)
+    reference[1:4, 2:6, 2:6] = 1
+    reference[4:6, 1:3, 1:3] = 2
+    prediction = np.roll(reference, 1, axis=2)
+    monkeypatch.setattr(metrics_module, "usable_cpus", lambda: 16)
+    many = compute_case_metrics(reference, prediction, (1.0, 1.0, 1.0), [1, 2])
+    monkeypatch.setattr(metrics_module, "usable_cpus", lambda: 1)
+    one = compute_case_metrics(reference, prediction, (1.0, 1.0, 1.0), [1, 2])
+    assert pools == [2, 2]  # 16 cores, 2 targets: the bounding boxes' pool, then the targets' pool
+    assert many == one
+    assert one["label_1"]["HD95"] == hd95(prediction == 1, reference == 1)

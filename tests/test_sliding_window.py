@@ -172,67 +172,25 @@ def test_non_4d_input_is_rejected():
         sliding_window_logits(pointwise_net(), volume((8, 8, 8)), SlidingWindowSettings((8, 8, 8)))
 
 
-class ThreadRecorder(nn.Module):
-    """conv_net that records, per call, its thread, torch's thread count and whether inference mode is on."""
+class CallRecorder(nn.Module):
+    """conv_net that records, per call, its thread, whether inference mode is on and the batch size."""
 
     def __init__(self) -> None:
         super().__init__()
         self.net = conv_net()
-        self.calls: list[tuple[str, int, bool, int]] = []
+        self.calls: list[tuple[str, bool, int]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         import threading
-        self.calls.append((threading.current_thread().name, torch.get_num_threads(),
-                           torch.is_inference_mode_enabled(), x.shape[0]))
+        self.calls.append((threading.current_thread().name, torch.is_inference_mode_enabled(), x.shape[0]))
         return self.net(x)
 
 
-@pytest.mark.parametrize("sw_batch_size", [2, 3])
-def test_cpu_windows_run_in_parallel_threads_with_the_same_result(sw_batch_size):
-    data = volume((1, 8, 16, 16))  # 1 x 3 x 3 = 9 windows
-    settings = SlidingWindowSettings((8, 8, 8), step_size=0.5, sw_batch_size=sw_batch_size, mirror_axes=(2,))
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        serial = sliding_window_logits(conv_net(), data, settings)
-        torch.set_num_threads(2)
-        recorder = ThreadRecorder()
-        parallel = sliding_window_logits(recorder, data, settings)
-        assert torch.get_num_threads() == 2  # restored
-    finally:
-        torch.set_num_threads(previous)
-    torch.testing.assert_close(parallel, serial, rtol=1e-5, atol=1e-5)
-    pooled = [c for c in recorder.calls if c[0].startswith("sliding-window")]
-    assert pooled and all(threads == 1 and inference for _, threads, inference, _ in pooled)
-    assert sum(n for *_, n in recorder.calls) == 2 * 9  # every window, with and without the mirror
-    in_caller = [c for c in recorder.calls if not c[0].startswith("sliding-window")]
-    # batches of 2: the 9th window comes alone and runs in the calling thread with both threads;
-    # batches of 3 are split 2 + 1 over the pool
-    assert [(threads, n) for _, threads, _, n in in_caller] == ([(2, 1)] * 2 if sw_batch_size == 2 else [])
+def test_windows_run_in_batches_of_sw_batch_size_in_the_calling_thread():
+    import threading
 
-
-def test_thread_count_is_restored_when_the_network_fails():
-    class Failing(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            raise RuntimeError("boom")
-
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        with pytest.raises(RuntimeError, match="boom"):
-            sliding_window_logits(Failing(), volume((1, 12, 12, 12)), SlidingWindowSettings((8, 8, 8), 0.5, 2, ()))
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(previous)
-
-
-def test_more_threads_than_windows_per_batch_runs_one_forward_per_batch():
-    previous = torch.get_num_threads()
-    recorder = ThreadRecorder()
-    try:
-        torch.set_num_threads(4)
-        sliding_window_logits(recorder, volume((1, 8, 16, 16)), SlidingWindowSettings((8, 8, 8), 0.5, 2, ()))
-    finally:
-        torch.set_num_threads(previous)
-    assert [(name.startswith("sliding-window"), threads) for name, threads, _, _ in recorder.calls] == \
-        [(False, 4)] * 5  # 9 windows in batches of 2, each batch one forward with all 4 threads
+    recorder = CallRecorder()
+    sliding_window_logits(recorder, volume((1, 8, 16, 16)), SlidingWindowSettings((8, 8, 8), 0.5, 2, (2,)))
+    caller = threading.current_thread().name
+    # 9 windows in batches of 2, 2 + 2 + 2 + 2 + 1, each batch plain and mirrored along x
+    assert recorder.calls == [(caller, True, n) for n in (2, 2, 2, 2, 2, 2, 2, 2, 1, 1)]

@@ -11,6 +11,7 @@ from unetr_pp.inference.models import DEFAULT_CHECKPOINT, load_trained_model, tr
 from unetr_pp.inference.predictor import PredictionOptions, predict_folder
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, resolve_task, results_folder
 from unetr_pp.utilities.errors import cli_main, problems_error
+from unetr_pp.utilities.memory import keep_freed_memory
 
 
 def _fold(value: str) -> str:
@@ -61,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `unetr_pp_predict`."""
+    """Entry point of `unetr_pp_predict` (keeps freed tensor memory for reuse, see utilities/memory.py)."""
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     step_size = 1.0 - args.overlap if args.overlap is not None else args.step_size
     options = PredictionOptions(
         step_size=step_size, sw_batch_size=args.sw_batch_size,

@@ -15,6 +15,7 @@ from unetr_pp.training.trainer import FoldSetup, TrainingOptions
 from unetr_pp.training.trainers import get_trainer_class
 from unetr_pp.utilities.errors import UnetrPPError, cli_main
 from unetr_pp.utilities.files import load_json
+from unetr_pp.utilities.memory import keep_freed_memory
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,7 +81,8 @@ def _exit_on_sigterm(signum: int, frame) -> None:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of unetr_pp_train (SIGTERM exits cleanly: data loader workers are stopped)."""
+    """Entry point of unetr_pp_train (SIGTERM exits cleanly; freed tensor memory is kept, utilities/memory.py)."""
+    keep_freed_memory()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return _run(_parser().parse_args(argv))

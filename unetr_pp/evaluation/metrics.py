@@ -15,6 +15,7 @@ from scipy.ndimage import find_objects
 from unetr_pp.evaluation.protocols import Target, as_targets
 from unetr_pp.evaluation.surface import crop_box, hd95_cropped
 from unetr_pp.utilities.errors import UnetrPPError
+from unetr_pp.utilities.parallel import usable_cpus
 
 HD95_UNITS = ("mm", "voxel")
 EMPTY_CONVENTIONS = ("nan", "unetrpp")
@@ -109,7 +110,7 @@ def compute_case_metrics(
     hd95_unit: str = "mm",
     empty: str = "nan",
     boxes: tuple[Boxes, Boxes] | None = None,
-    threads: int = 1,
+    threads: int | None = None,
 ) -> dict[str, dict[str, float | int]]:
     """Metrics per target for integer label arrays `reference`/`prediction` (same shape, e.g. (z, y, x)).
 
@@ -117,12 +118,15 @@ def compute_case_metrics(
     ml; `labels_or_regions`: Targets, {name: id or [ids]} or label ids; `empty`: "nan" or
     "unetrpp" (docs/evaluation.md); `boxes`: precomputed `label_bounding_boxes` of (reference,
     prediction); `threads` > 1 computes the bounding boxes and the targets in that many threads
-    (scipy's `find_objects` and distance transform release the GIL). Returns {name: {Dice, HD95, TP,
+    (scipy's `find_objects` and distance transform release the GIL; None: one per usable core, at most
+    one per target). Returns {name: {Dice, HD95, TP,
     FP, FN, n_ref, n_pred, vol_ref_ml, vol_pred_ml}} with NaN for undefined values.
     """
     reference, prediction = np.asarray(reference), np.asarray(prediction)
     _check_inputs(reference, prediction, spacing, hd95_unit, empty)
     targets = as_targets(labels_or_regions)
+    if threads is None:
+        threads = min(usable_cpus(), len(targets))
     spacing = tuple(float(s) for s in spacing)
     sampling = spacing if hd95_unit == "mm" else None
     voxel_ml = math.prod(spacing) / 1000.0

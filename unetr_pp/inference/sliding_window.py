@@ -7,11 +7,9 @@ blended logits, averaged over the networks of an ensemble.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -116,43 +114,6 @@ def _forward(network: nn.Module, batch: torch.Tensor, mirrors: list[tuple[int, .
     return total / len(mirrors) if len(mirrors) > 1 else total
 
 
-@contextlib.contextmanager
-def _window_runner(network: nn.Module, mirrors: list[tuple[int, ...]], device: torch.device,
-                   batch_size: int) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
-    """A function (B, C, *patch) -> (B, K, *patch) mean logits over `mirrors`, for batches of <= `batch_size`.
-
-    On CPU with 2 <= T <= batch_size torch threads it splits a batch over T Python threads that each run
-    their windows with single-threaded ops (torch's thread count is 1 meanwhile, restored afterwards): 3D
-    convolutions scale poorly over intra-op threads, so windows in parallel use the cores better
-    (docs/benchmarks.md, sliding window). Elsewhere (CUDA, 1 thread, more threads than windows per batch,
-    which would leave cores idle) it is a plain `_forward`.
-    """
-    threads = original = torch.get_num_threads()
-    if device.type != "cpu" or not 2 <= threads <= batch_size:
-        yield lambda batch: _forward(network, batch, mirrors)
-        return
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(threads, thread_name_prefix="sliding-window") as pool:
-            def run(batch: torch.Tensor) -> torch.Tensor:
-                if batch.shape[0] == 1:  # e.g. the last, odd window: all threads for it
-                    torch.set_num_threads(original)
-                    try:
-                        return _forward(network, batch, mirrors)
-                    finally:
-                        torch.set_num_threads(1)
-                chunks = batch.tensor_split(min(threads, batch.shape[0]))
-                return torch.cat(list(pool.map(lambda chunk: _forward_no_grad(network, chunk, mirrors), chunks)))
-            yield run
-    finally:
-        torch.set_num_threads(original)
-
-
-@torch.inference_mode()
-def _forward_no_grad(network: nn.Module, batch: torch.Tensor, mirrors: list[tuple[int, ...]]) -> torch.Tensor:
-    return _forward(network, batch, mirrors)  # inference mode is per thread: set it again in the pool's threads
-
-
 def _accumulation_device(device: torch.device, n_values: int, accumulate: str) -> torch.device:
     """Where the blended logits live: the compute device unless it is CUDA without room for them."""
     if accumulate == "cpu" or device.type == "cpu":
@@ -187,20 +148,18 @@ def sliding_window_logits(network: nn.Module, data: np.ndarray | torch.Tensor, s
     image = image.to(device)
     gaussian = torch.tensor(gaussian_importance_map(patch, settings.sigma_scale))
     logits = weights = None
-    n_windows = math.prod(len(s) for s in starts)
-    with _window_runner(network, mirrors, device, min(settings.sw_batch_size, n_windows)) as forward:
-        for windows in _window_batches(starts, patch, settings.sw_batch_size):
-            out = forward(torch.stack([image[(slice(None),) + w] for w in windows]))
-            if logits is None:
-                n_values = (out.shape[1] + 1) * math.prod(spatial)
-                acc_device = _accumulation_device(device, n_values, settings.accumulate)
-                logits = torch.zeros((out.shape[1],) + spatial, dtype=torch.float32, device=acc_device)
-                weights = torch.zeros(spatial, dtype=torch.float32, device=acc_device)
-                gaussian = gaussian.to(acc_device)
-            out = out.to(logits.device)
-            for k, w in enumerate(windows):
-                logits[(slice(None),) + w].addcmul_(out[k], gaussian)
-                weights[w].add_(gaussian)
+    for windows in _window_batches(starts, patch, settings.sw_batch_size):
+        out = _forward(network, torch.stack([image[(slice(None),) + w] for w in windows]), mirrors)
+        if logits is None:
+            n_values = (out.shape[1] + 1) * math.prod(spatial)
+            acc_device = _accumulation_device(device, n_values, settings.accumulate)
+            logits = torch.zeros((out.shape[1],) + spatial, dtype=torch.float32, device=acc_device)
+            weights = torch.zeros(spatial, dtype=torch.float32, device=acc_device)
+            gaussian = gaussian.to(acc_device)
+        out = out.to(logits.device)
+        for k, w in enumerate(windows):
+            logits[(slice(None),) + w].addcmul_(out[k], gaussian)
+            weights[w].add_(gaussian)
     logits.div_(weights)
     return logits[(slice(None),) + crop]
 

@@ -1,0 +1,104 @@
+"""glibc's default allocator vs `keep_freed_memory` (unetr_pp/utilities/memory.py) for 3D networks on CPU.
+
+Each (network, mode, allocator) runs in a fresh subprocess: eval forward of a batch (no grad), or a
+training step (train mode, forward + backward of the mean of the outputs, SGD step). Printed per run: median
+seconds per pass after one warm-up, system CPU seconds and minor page faults per pass, peak RSS.
+Usage: python bench/bench_malloc.py [--networks dynunet unetr_pp nnunet] [--patch 64 128 128] [--batch 2]
+       [--mode forward|train] [--repeats 3] [--threads 2]
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI: idle OpenMP threads do not spin
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+from bench_networks import _plans_config  # noqa: E402
+
+from unetr_pp.networks import build_network  # noqa: E402
+from unetr_pp.utilities.memory import keep_freed_memory  # noqa: E402
+
+
+def _network(name: str, patch: list[int], classes: int, train: bool) -> torch.nn.Module:
+    if name == "dynunet":
+        from monai.networks.nets import DynUNet
+        return DynUNet(3, 1, classes, kernel_size=[3] * 5, strides=[1, 2, 2, 2, 2], upsample_kernel_size=[2] * 4,
+                       filters=[16, 32, 64, 128, 192], norm_name="instance", deep_supervision=train,
+                       deep_supr_num=2)
+    return build_network(name, _plans_config(patch, classes), train)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Per-pass median seconds, system seconds and page faults, and peak RSS of one network in this process."""
+    applied = keep_freed_memory() if args.allocator == "keep" else False
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    net = _network(args.networks[0], args.patch, args.classes, args.mode == "train")
+    x = torch.randn(args.batch, 1, *args.patch)
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99, nesterov=True)
+
+    def one_pass() -> None:
+        if args.mode == "forward":
+            with torch.inference_mode():
+                net.eval()(x)
+            return
+        optimizer.zero_grad(set_to_none=True)
+        out = net.train()(x)
+        outputs = list(out) if isinstance(out, (list, tuple)) else [out]
+        if outputs[0].ndim == x.ndim + 1:  # MONAI DynUNet stacks its deep-supervision heads on dim 1
+            outputs = list(outputs[0].unbind(1))
+        sum(o.float().mean() for o in outputs).backward()
+        optimizer.step()
+
+    one_pass()
+    seconds, system, faults = [], [], []
+    for _ in range(args.repeats):
+        before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        one_pass()
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        seconds.append(time.perf_counter() - start)
+        system.append(after.ru_stime - before.ru_stime)
+        faults.append(after.ru_minflt - before.ru_minflt)
+    return {"applied": applied, "seconds": statistics.median(seconds), "system": statistics.median(system),
+            "faults": statistics.median(faults), "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--networks", nargs="+", default=["dynunet", "unetr_pp", "nnunet"])
+    parser.add_argument("--patch", type=int, nargs=3, default=[64, 128, 128])
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--classes", type=int, default=14)
+    parser.add_argument("--mode", choices=("forward", "train"), default="forward")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--allocator", choices=("system", "keep"), help=argparse.SUPPRESS)  # set in a child
+    args = parser.parse_args()
+    if args.allocator:
+        print(json.dumps(measure(args)))
+        return
+    print(f"{args.mode}, batch {args.batch} x {args.patch}, {args.threads} threads, median of {args.repeats} passes")
+    print(f"{'network':<10}{'allocator':<10}{'s/pass':>8}{'sys s':>8}{'faults':>10}{'peak GB':>9}")
+    for name in args.networks:
+        results = {}
+        for allocator in ("system", "keep"):
+            command = [sys.executable, __file__, "--networks", name, "--patch", *map(str, args.patch), "--batch",
+                       str(args.batch), "--classes", str(args.classes), "--mode", args.mode, "--repeats",
+                       str(args.repeats), "--threads", str(args.threads), "--allocator", allocator]
+            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            results[allocator] = r = json.loads(out.strip().splitlines()[-1])
+            print(f"{name:<10}{allocator:<10}{r['seconds']:8.3f}{r['system']:8.2f}{r['faults']:10.0f}"
+                  f"{r['peak_rss_gb']:9.2f}")
+        print(f"{'':<10}system / keep = {results['system']['seconds'] / results['keep']['seconds']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
