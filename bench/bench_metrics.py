@@ -6,6 +6,9 @@ false-positive islands. Every method gets the same two label volumes and builds 
 masks inside the timed region. Run (peers installed in /work/venv-bench):
 
     PYTHONPATH=. /work/venv-bench/bin/python bench/bench_metrics.py [--scale 0.5] [--skip medpy] [--threads 2]
+
+`ours` is `compute_case_metrics` with its defaults (one thread per usable core, at most one per organ);
+`ours-1t` the same single-threaded; `--threads N` adds a run with N threads.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import numpy as np
 from scipy.ndimage import zoom
 
 from unetr_pp.evaluation import PROTOCOLS, compute_case_metrics
+from unetr_pp.utilities.parallel import usable_cpus
 
 # label id: (centre z, y, x in mm, semi-axes z, y, x in mm)
 ORGANS = {
@@ -82,7 +86,7 @@ def _timed(func):
     return result, time.perf_counter() - start, time.process_time() - start_cpu
 
 
-def run_ours(reference, prediction, spacing, threads: int = 1):
+def run_ours(reference, prediction, spacing, threads: int | None = None):
     metrics = compute_case_metrics(reference, prediction, spacing, PROTOCOLS["synapse"].targets, threads=threads)
     return {t.ids[0]: (metrics[t.name]["Dice"], metrics[t.name]["HD95"]) for t in PROTOCOLS["synapse"].targets}
 
@@ -141,17 +145,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of every method (best time is reported)")
     parser.add_argument("--skip", nargs="*", default=[], choices=sorted(PEERS), help="peers not to run")
     parser.add_argument("--threads", type=int, default=1,
-                        help="also time ours with this many threads per case (what `unetr_pp_evaluate -np N` "
-                             "does with fewer cases than processes)")
+                        help="also time ours with this many threads per case (> 1)")
     args = parser.parse_args()
     shape = (max(8, round(150 * args.scale)), round(512 * args.scale), round(512 * args.scale))
     spacing = (3.0 * 150 / shape[0], 0.8 * 512 / shape[1], 0.8 * 512 / shape[2])
     reference, prediction = make_case(shape, spacing)
     print(f"volume {shape} spacing {tuple(round(s, 3) for s in spacing)}, python {platform.python_version()}")
     times, values = {}, {}
-    methods = {"ours": run_ours, **PEERS}
+    methods = {"ours": run_ours, "ours-1t": lambda *a: run_ours(*a, threads=1)}
     if args.threads > 1:
-        methods = {"ours": run_ours, f"ours-{args.threads}t": lambda *a: run_ours(*a, threads=args.threads), **PEERS}
+        methods[f"ours-{args.threads}t"] = lambda *a: run_ours(*a, threads=args.threads)
+    methods.update(PEERS)
+    print(f"ours: {min(usable_cpus(), len(PROTOCOLS['synapse'].targets))} thread(s) (usable cores)")
     for name, func in methods.items():
         if name in args.skip:
             continue
