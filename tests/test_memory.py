@@ -41,7 +41,7 @@ def test_kept_memory_saves_most_page_faults_of_repeated_forward_passes():
     _, default_faults = _run("default")
     assert applied == "True"
     assert default_faults > 2 * ACTIVATION_PAGES  # each pass faults its big activations in again
-    assert kept_faults < default_faults / 3  # measured 51k vs 277k faults
+    assert kept_faults < default_faults / 3  # measured 37k vs 277k faults (2026-12-02)
 
 
 @pytest.mark.skipif(not GLIBC, reason="the setting is glibc's mallopt")

@@ -119,8 +119,8 @@ def compute_case_metrics(
     "unetrpp" (docs/evaluation.md); `boxes`: precomputed `label_bounding_boxes` of (reference,
     prediction); `threads` > 1 computes the bounding boxes and the targets in that many threads
     (scipy's `find_objects` and distance transform release the GIL; None: one per usable core, at most
-    one per target). Returns {name: {Dice, HD95, TP,
-    FP, FN, n_ref, n_pred, vol_ref_ml, vol_pred_ml}} with NaN for undefined values.
+    one per target). Returns {name: {Dice, HD95, TP, FP, FN, n_ref, n_pred, vol_ref_ml, vol_pred_ml}}
+    with NaN for undefined values.
     """
     reference, prediction = np.asarray(reference), np.asarray(prediction)
     _check_inputs(reference, prediction, spacing, hd95_unit, empty)
