@@ -29,9 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
-from monai.networks.nets import DynUNet
 
-from bench_networks import _plans_config  # noqa: E402  (bench/ is on sys.path when run as a script)
+from bench_networks import _plans_config, monai_dynunet  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from unetr_pp.inference.sliding_window import (
     SlidingWindowSettings,
@@ -100,9 +99,7 @@ class Setup:
                              f"{_monai_starts(args.shape, args.patch, args.overlap)}); "
                              "choose shape - patch as a multiple of patch * (1 - overlap)")
         if args.network == "dynunet":
-            self.net = DynUNet(3, 1, args.classes, kernel_size=[3, 3, 3, 3, 3], strides=[1, 2, 2, 2, 2],
-                               upsample_kernel_size=[2, 2, 2, 2], filters=[16, 32, 64, 128, 192],
-                               norm_name="instance").eval()
+            self.net = monai_dynunet(args.classes).eval()
         else:
             self.net = build_network(args.network, _plans_config(list(args.patch), args.classes), False).eval()
         self.image = torch.randn(1, *args.shape)

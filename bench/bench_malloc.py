@@ -24,7 +24,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import torch  # noqa: E402
-from bench_networks import _plans_config  # noqa: E402
+from bench_networks import _plans_config, monai_dynunet  # noqa: E402
 
 from unetr_pp.inference.sliding_window import SlidingWindowSettings, sliding_window_logits  # noqa: E402
 from unetr_pp.networks import build_network  # noqa: E402
@@ -33,10 +33,7 @@ from unetr_pp.utilities.memory import keep_freed_memory  # noqa: E402
 
 def _network(name: str, patch: list[int], classes: int, train: bool) -> torch.nn.Module:
     if name == "dynunet":
-        from monai.networks.nets import DynUNet
-        return DynUNet(3, 1, classes, kernel_size=[3] * 5, strides=[1, 2, 2, 2, 2], upsample_kernel_size=[2] * 4,
-                       filters=[16, 32, 64, 128, 192], norm_name="instance", deep_supervision=train,
-                       deep_supr_num=2)
+        return monai_dynunet(classes, deep_supervision=train)
     return build_network(name, _plans_config(patch, classes), train)
 
 

@@ -36,6 +36,14 @@ def _plans_config(patch: list[int], classes: int) -> dict:
             "pool_op_kernel_sizes": pools, "conv_kernel_sizes": convs, "network_kwargs": NETWORK_KWARGS}
 
 
+def monai_dynunet(classes: int, deep_supervision: bool = False) -> torch.nn.Module:
+    """MONAI's DynUNet in a small nnU-Net-like configuration (filters 16..192, instance norm), 1 input channel."""
+    from monai.networks.nets import DynUNet
+    return DynUNet(3, 1, classes, kernel_size=[3] * 5, strides=[1, 2, 2, 2, 2], upsample_kernel_size=[2] * 4,
+                   filters=[16, 32, 64, 128, 192], norm_name="instance", deep_supervision=deep_supervision,
+                   deep_supr_num=2)
+
+
 def _max_rss_mb() -> float:
     """Peak resident set size of this process in MB (ru_maxrss is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
