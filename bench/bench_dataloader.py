@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_preprocessing import TASK, TASK_ID, make_raw_task  # noqa: E402
 
-from unetr_pp.networks.nnunet import default_topology  # noqa: E402
+from unetr_pp.planning.topology import plans_topology  # noqa: E402
 
 
 def preprocess_both(work: Path, cases: int, shape: tuple[int, int, int], processes: int) -> tuple[Path, Path]:
@@ -56,7 +56,7 @@ def preprocess_both(work: Path, cases: int, shape: tuple[int, int, int], process
 
 def ds_scales(patch: list[int]) -> list[tuple[float, float, float]]:
     """nnU-Net's deep-supervision scales (full resolution first) for the topology of `patch`."""
-    pools, _ = default_topology(patch)
+    pools, _ = plans_topology(patch)
     cumulative = np.cumprod(np.vstack([[1, 1, 1]] + pools), axis=0)
     return [tuple(float(s) for s in 1 / c) for c in cumulative[:-1]]
 

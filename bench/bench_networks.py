@@ -24,14 +24,14 @@ import torch  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 from unetr_pp.networks import NETWORK_NAMES, build_network  # noqa: E402
-from unetr_pp.networks.nnunet import default_topology  # noqa: E402
+from unetr_pp.planning.topology import plans_topology  # noqa: E402
 
 NETWORK_KWARGS = {"unetr_pp": {"variant": "synapse", "stem_stride": [2, 4, 4]}}
 
 
 def _plans_config(patch: list[int], classes: int) -> dict:
-    """The demo preset's plans configuration for `patch` (nnU-Net topology from default_topology)."""
-    pools, convs = default_topology(patch)
+    """The demo preset's plans configuration for `patch` (nnU-Net topology from plans_topology)."""
+    pools, convs = plans_topology(patch)
     return {"patch_size": patch, "num_input_channels": 1, "num_classes": classes,
             "pool_op_kernel_sizes": pools, "conv_kernel_sizes": convs, "network_kwargs": NETWORK_KWARGS}
 

@@ -33,7 +33,7 @@ from timing import median_seconds  # noqa: E402
 from torch import nn  # noqa: E402
 
 from unetr_pp.cli import make_demo_task, plan_and_preprocess  # noqa: E402
-from unetr_pp.cli.train import fold_setup  # noqa: E402
+from unetr_pp.experiment.fold_run import fold_setup  # noqa: E402
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, PREPROCESSED_VAR, RAW_BASE_VAR, RESULTS_VAR  # noqa: E402
 from unetr_pp.training.trainer import TrainingOptions  # noqa: E402
 from unetr_pp.training.trainers import get_trainer_class  # noqa: E402

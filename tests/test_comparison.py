@@ -17,6 +17,8 @@ from unetr_pp.networks.complexity import summary_plans_config
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import save_json
 
+from plans_factory import config_json, make_plans
+
 TASK = "Task990_Demo"
 PLANS_ID = "unetr_pp_Plansv2.1"
 BUDGET = Budget(epochs=2, iters_per_epoch=3, val_iters=1, val_disable_tta=True)
@@ -30,7 +32,8 @@ def env(tmp_path, monkeypatch):
         (tmp_path / sub).mkdir()
         monkeypatch.setenv(var, str(tmp_path / sub))
     config = summary_plans_config("unetr_pp", "synapse", patch_size=[32, 64, 64], num_classes=4)
-    save_json({"configurations": {"3d_fullres": config}}, tmp_path / "pre" / TASK / f"{PLANS_ID}.json")
+    plans = make_plans({"3d_fullres": config_json(**config)}, plans_identifier=PLANS_ID, dataset_name=TASK)
+    plans.save(tmp_path / "pre" / TASK / f"{PLANS_ID}.json")
     return tmp_path
 
 

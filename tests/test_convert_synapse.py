@@ -19,6 +19,7 @@ from unetr_pp.cli.convert_task import main
 from unetr_pp.dataset.converters import convert_task, jobs
 from unetr_pp.dataset.converters.synapse import BTCV_LABELS, SYNAPSE_VAL_CASES
 from unetr_pp.io import load_dataset_json, read_image
+from unetr_pp.utilities import parallel
 from unetr_pp.utilities.errors import UnetrPPError
 
 
@@ -176,7 +177,7 @@ def test_dead_worker_process_is_a_clear_error(synapse_raw, tmp_path, monkeypatch
         raise BrokenProcessPool("worker killed")
 
     monkeypatch.setattr(jobs, "execute", die)
-    monkeypatch.setattr(jobs, "ProcessPoolExecutor", _InlineExecutor)
+    monkeypatch.setattr(parallel, "spawn_pool", _InlineExecutor)
     with pytest.raises(UnetrPPError, match=r"worker process died \(out of memory\?\).*retry with fewer processes"):
         convert_task("btcv", synapse_raw, output_dir=tmp_path, num_processes=2)
     assert list(tmp_path.iterdir()) == []
@@ -185,7 +186,7 @@ def test_dead_worker_process_is_a_clear_error(synapse_raw, tmp_path, monkeypatch
 class _InlineExecutor(ThreadPoolExecutor):
     """Stands in for the process pool: runs jobs in a thread so a patched `execute` is used."""
 
-    def __init__(self, workers: int, mp_context=None) -> None:
+    def __init__(self, workers: int) -> None:
         super().__init__(workers)
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from unetr_pp.cli.model_summary import main
 from unetr_pp.networks.complexity import count_macs, count_params
 
-# REFERENCE.md section 3: params (M), MACs (G) at each network's paper configuration
+# the papers' complexity tables: params (M), MACs (G) at each network's paper configuration
 SEED_TABLE = {
     "unetr_pp": (42.96, 47.98),
     "unetr": (92.80, 82.6),

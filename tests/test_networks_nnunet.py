@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 from unetr_pp.networks import build_network
-from unetr_pp.networks.nnunet import GenericUNet, conv_kernels_for_pools, default_topology, stage_features
+from unetr_pp.networks.complexity import pooling_spacing
+from unetr_pp.networks.nnunet import GenericUNet, stage_features
+from unetr_pp.planning.topology import conv_kernels_for_pooling, plans_topology
 from unetr_pp.utilities.errors import UnetrPPError
 
 # an ACDC-like anisotropic configuration: z pooled only from the third pooling on
@@ -42,7 +44,7 @@ def test_features_are_capped_at_320():
     assert stage_features(7) == [32, 64, 128, 256, 320, 320, 320]
     pools = [[2, 2, 2]] * 6
     with torch.device("meta"):
-        net = GenericUNet(1, 2, [64, 64, 64], pools, conv_kernels_for_pools(pools), deep_supervision=False)
+        net = GenericUNet(1, 2, [64, 64, 64], pools, _kernels(pools), deep_supervision=False)
     assert [stage[1][0].out_channels for stage in net.encoder] == [32, 64, 128, 256, 320, 320, 320]
 
 
@@ -50,7 +52,7 @@ def test_parameter_count_of_the_ux_net_table_configuration():
     """6 stages (5 poolings of 2) at 96^3, 14 classes: 31.2 M (3D UX-Net tables), counted by hand here."""
     pools = [[2, 2, 2]] * 5
     with torch.device("meta"):
-        net = GenericUNet(1, 14, [96, 96, 96], pools, conv_kernels_for_pools(pools), deep_supervision=True)
+        net = GenericUNet(1, 14, [96, 96, 96], pools, _kernels(pools), deep_supervision=True)
     feats = [32, 64, 128, 256, 320, 320]
 
     def conv_block(cin, cout):  # conv k3 with bias + instance norm affine
@@ -62,12 +64,17 @@ def test_parameter_count_of_the_ux_net_table_configuration():
     assert sum(p.numel() for p in net.parameters()) == expected == 31_204_384
 
 
+def _kernels(pools):
+    return [list(k) for k in conv_kernels_for_pooling(pooling_spacing(pools), pools)]
+
+
 def test_default_topology_rules():
-    assert default_topology([96, 96, 96]) == ([[2, 2, 2]] * 4, [[3, 3, 3]] * 5)
-    pools, convs = default_topology([16, 160, 160], spacing=[10.0, 1.5, 1.5])
+    assert plans_topology([96, 96, 96]) == ([[2, 2, 2]] * 4, [[3, 3, 3]] * 5)
+    pools, convs = plans_topology([16, 160, 160], spacing=[10.0, 1.5, 1.5])
     assert pools == [[1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]
     assert convs[:3] == [[1, 3, 3], [1, 3, 3], [3, 3, 3]]
-    assert conv_kernels_for_pools(ANISO["pool_op_kernel_sizes"]) == ANISO["conv_kernel_sizes"]
+    aniso_convs = conv_kernels_for_pooling(pooling_spacing(ANISO["pool_op_kernel_sizes"]), ANISO["pool_op_kernel_sizes"])
+    assert [list(k) for k in aniso_convs] == ANISO["conv_kernel_sizes"]
 
 
 def test_kernel_and_pool_lists_must_agree():

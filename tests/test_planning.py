@@ -55,11 +55,11 @@ def test_matches_nnunetv2_planner(case):
     assert feature_map_size(expected["patch"], expected["strides"][1:], len(case["labels"])) == expected["fmap"]
 
 
-def test_anchor_run_of_reference_md():
+def test_anchor_run_of_nnunet_v2():
     anchor = next(c for c in REFERENCE["cases"] if c["name"] == "anchor_brain_mri")
     fp = anchor["fingerprint"]
     plans = plan_experiment(_fingerprint(fp["spacings"], fp["shapes_after_crop"]),
-                            _info({0: "T1"}, {0: "background", 1: "a", 2: "b"}), "p")
+                            _info({0: "T1"}, {0: "background", 1: "a", 2: "b"}), "p").to_json()
     config = plans["configurations"]["3d_fullres"]
     np.testing.assert_allclose(config["spacing"], [2.5, 1.183, 1.183])
     assert config["patch_size"] == [64, 192, 160]
@@ -98,7 +98,7 @@ def test_transpose_puts_lowest_resolution_axis_first():
 
 def test_plans_are_transposed():
     fp = _fingerprint([[0.8, 0.8, 3.0]] * 3, [[300, 280, 90]] * 3)
-    plans = plan_experiment(fp, _info(), "p")
+    plans = plan_experiment(fp, _info(), "p").to_json()
     assert plans["transpose_forward"] == [2, 0, 1] and plans["transpose_backward"] == [1, 2, 0]
     config = plans["configurations"]["3d_fullres"]
     assert config["spacing"] == [3.0, 0.8, 0.8]
@@ -133,9 +133,9 @@ def test_normalization_rule():
 
 
 def test_lowres_only_for_large_images():
-    small = plan_experiment(_fingerprint([[1, 1, 1]] * 4, [[100, 120, 110]] * 4), _info(), "p")
+    small = plan_experiment(_fingerprint([[1, 1, 1]] * 4, [[100, 120, 110]] * 4), _info(), "p").to_json()
     assert list(small["configurations"]) == ["3d_fullres"]
-    large = plan_experiment(_fingerprint([[1, 1, 1]] * 4, [[400, 400, 400]] * 4), _info(), "p")
+    large = plan_experiment(_fingerprint([[1, 1, 1]] * 4, [[400, 400, 400]] * 4), _info(), "p").to_json()
     low, full = large["configurations"]["3d_lowres"], large["configurations"]["3d_fullres"]
     assert low["next_stage"] == "3d_fullres" and low["data_identifier"] == "p_3d_lowres"
     assert all(a > b for a, b in zip(low["spacing"], full["spacing"]))
@@ -145,7 +145,7 @@ def test_lowres_only_for_large_images():
 
 
 def test_plans_keys_follow_the_contract():
-    plans = plan_experiment(_fingerprint([[2, 1, 1]] * 2, [[50, 60, 60]] * 2), _info(), "myplans")
+    plans = plan_experiment(_fingerprint([[2, 1, 1]] * 2, [[50, 60, 60]] * 2), _info(), "myplans").to_json()
     assert {"plans_identifier", "dataset_name", "channel_names", "labels", "regions", "regions_class_order",
             "original_median_spacing", "original_median_shape", "transpose_forward", "transpose_backward",
             "foreground_intensity_properties_per_channel", "preset", "overrides", "preset_splits",

@@ -9,11 +9,17 @@ import pytest
 from unetr_pp.io import DatasetInfo
 from unetr_pp.networks.official import official_plans_config
 from unetr_pp.planning.planner import plan_experiment
-from unetr_pp.planning.presets import apply_preset_and_overrides, available_presets, load_preset, parse_override
+from unetr_pp.experiment.plan_and_preprocess import apply_preset_and_overrides as apply_to_plans
+from unetr_pp.planning.presets import available_presets, load_preset, parse_override
 from unetr_pp.utilities.errors import UnetrPPError
 
 SYNAPSE_TEST = ["img0001", "img0002", "img0003", "img0004", "img0008", "img0022", "img0025", "img0029",
                 "img0032", "img0035", "img0036", "img0038"]
+
+
+def apply_preset_and_overrides(plans, preset, overrides) -> dict:
+    """The plans with the preset and overrides applied, as the JSON the assertions read."""
+    return apply_to_plans(plans, preset, overrides).to_json()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +54,7 @@ def test_synapse_preset_applied(plans):
     assert config["network_kwargs"] == {"unetr_pp": {"variant": "synapse", "stem_stride": [2, 4, 4]}}
     assert len(config["conv_kernel_sizes"]) == len(config["pool_op_kernel_sizes"]) + 1 == 6
     assert out["preset"] == "synapse" and out["preset_splits"] == {"0": {"val": SYNAPSE_TEST}}
-    assert plans["preset"] is None  # the input is not modified
+    assert plans.preset is None  # the input is not modified
 
 
 def test_acdc_batch_and_demo_preset(plans):

@@ -23,23 +23,21 @@ from unetr_pp.inference.inputs import list_input_cases
 from unetr_pp.inference.models import load_trained_model
 from unetr_pp.inference.predictor import PredictionOptions, predict_preprocessed_case
 from unetr_pp.io import Geometry, read_case_images, read_image, write_image
+from unetr_pp.io.plans import Configuration
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import save_json
 
+from plans_factory import config_json, make_plans
+
 TASK = "Task001_Toy"
 TRAINER = "toy_trainer"
-PLANS = {
-    "plans_identifier": "unetr_pp_Plansv2.1",
-    "regions_class_order": None,
-    "configurations": {"3d_fullres": {"patch_size": [8, 8, 8], "num_input_channels": 2, "num_classes": 3}},
-}
+PLANS = make_plans({"3d_fullres": config_json(patch_size=[8, 8, 8], num_input_channels=2, num_classes=3)})
 GEOMETRY = Geometry((2.5, 0.7, 0.8), (10.0, -5.0, 3.0), (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
 
 
-def toy_network(name: str, plans_config: dict) -> nn.Module:
+def toy_network(name: str, config: Configuration) -> nn.Module:
     assert name == "toy"
-    return nn.Sequential(nn.Conv3d(plans_config["num_input_channels"], 6, 1), nn.Tanh(),
-                         nn.Conv3d(6, plans_config["num_classes"], 1))
+    return nn.Sequential(nn.Conv3d(config.num_input_channels, 6, 1), nn.Tanh(), nn.Conv3d(6, config.num_classes, 1))
 
 
 def identity_preprocess(case_id, images, plans, configuration):
@@ -61,13 +59,13 @@ def fakes(monkeypatch):
 
 def write_fold(folder: Path, fold: str, seed: int, prefix: str = "") -> nn.Module:
     torch.manual_seed(seed)
-    net = toy_network("toy", PLANS["configurations"]["3d_fullres"])
+    net = toy_network("toy", PLANS.configuration("3d_fullres"))
     path = folder / f"fold_{fold}" / "model_final_checkpoint.model"
     path.parent.mkdir(parents=True)
     state = {prefix + k: v for k, v in net.state_dict().items()}
     torch.save({"epoch": 3, "state_dict": state, "optimizer_state_dict": None}, path)
     save_json({"trainer": TRAINER, "network": "toy", "configuration": "3d_fullres",
-               "plans_identifier": "unetr_pp_Plansv2.1", "task": TASK, "fold": fold, "epoch": 3, "plans": PLANS},
+               "plans_identifier": "unetr_pp_Plansv2.1", "task": TASK, "fold": fold, "epoch": 3, "plans": PLANS.to_json()},
               path.with_name(path.name + ".json"))
     return net.eval()
 
@@ -183,9 +181,9 @@ def test_load_trained_model_defaults_to_every_fold_and_checks_weights(trained, f
 
 def test_predict_preprocessed_case_uses_sigmoid_for_regions(fakes):
     torch.manual_seed(0)
-    net = toy_network("toy", PLANS["configurations"]["3d_fullres"]).eval()
+    net = toy_network("toy", PLANS.configuration("3d_fullres")).eval()
     data = np.random.default_rng(0).standard_normal((2, 6, 9, 8)).astype(np.float32)
-    plans = {**PLANS, "regions_class_order": [1, 2, 3]}
+    plans = PLANS.replace(regions={"a": [1], "b": [2], "c": [3]}, regions_class_order=(1, 2, 3))
     probs = predict_preprocessed_case([net], data, plans, "3d_fullres", PredictionOptions(mirror_axes=(2,)))
     with torch.no_grad():
         expected = torch.sigmoid(net(torch.from_numpy(data)[None])[0]).numpy()
@@ -232,15 +230,15 @@ def test_real_registry_network_loads_and_predicts(env_folders):
     """No fakes: a fold of the registry's nnU-Net UNet is rebuilt from its sidecar and predicts a volume."""
     from unetr_pp.networks import build_network
 
-    config = {"patch_size": [16, 16, 16], "num_input_channels": 1, "num_classes": 3,
-              "pool_op_kernel_sizes": [[2, 2, 2], [2, 2, 2]], "conv_kernel_sizes": [[3, 3, 3]] * 3}
-    plans = {"regions_class_order": None, "configurations": {"3d_fullres": config}}
+    config = config_json(patch_size=[16, 16, 16], num_input_channels=1, num_classes=3,
+                         pool_op_kernel_sizes=[[2, 2, 2], [2, 2, 2]], conv_kernel_sizes=[[3, 3, 3]] * 3)
+    plans = make_plans({"3d_fullres": config})
     torch.manual_seed(0)
     net = build_network("nnunet", config, deep_supervision=True)
     path = env_folders["RESULTS_FOLDER"] / "model" / "fold_all" / "model_latest.model"
     path.parent.mkdir(parents=True)
     torch.save({"epoch": 0, "state_dict": net.state_dict()}, path)
-    save_json({"network": "nnunet", "configuration": "3d_fullres", "plans": plans}, path.with_name(path.name + ".json"))
+    save_json({"network": "nnunet", "configuration": "3d_fullres", "plans": plans.to_json()}, path.with_name(path.name + ".json"))
     model = load_trained_model(path.parent.parent, ["all"], "model_latest")
     data = np.random.default_rng(0).standard_normal((1, 16, 20, 16)).astype(np.float32)
     probs = predict_preprocessed_case(model.networks, data, plans, "3d_fullres", PredictionOptions(mirror_axes=()))

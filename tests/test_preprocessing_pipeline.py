@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from unetr_pp.io import load_dataset_json, read_image
+from unetr_pp.io.plans import Plans
 from unetr_pp.preprocessing import load_case, preprocess_case_for_inference
 from unetr_pp.preprocessing.cropping import crop_to_nonzero
 from unetr_pp.preprocessing.normalization import ct_normalize
-from unetr_pp.preprocessing.pipeline import PlanAndPreprocessOptions, plan_and_preprocess
+from unetr_pp.experiment.plan_and_preprocess import PlanAndPreprocessOptions, plan_and_preprocess
 from unetr_pp.preprocessing.preprocessor import preprocess_configuration
 from unetr_pp.preprocessing.resampling import resample_to_spacing
 from unetr_pp.utilities.files import load_json
@@ -66,7 +67,8 @@ def test_outputs_match_a_step_by_step_reference(ct_task):
 def test_inference_preprocessing_equals_training_data(ct_task):
     env, folder, plans = ct_task
     raw = env["unetr_pp_raw_data_base"] / "unetr_pp_raw_data" / "Task901_Tiny"
-    data, props = preprocess_case_for_inference([raw / "imagesTr" / "case_001_0000.nii.gz"], plans, "3d_fullres")
+    data, props = preprocess_case_for_inference([raw / "imagesTr" / "case_001_0000.nii.gz"], Plans.from_json(plans),
+                                                "3d_fullres")
     case = load_case(folder / plans["configurations"]["3d_fullres"]["data_identifier"], "case_001", mmap=False)
     np.testing.assert_array_equal(data, case.data)
     assert props["case_id"] == "case_001"
@@ -100,13 +102,13 @@ def test_rerun_skips_finished_cases_and_cleans_temp_files(ct_task):
     (data_folder / "case_002_fg.npz").unlink()  # case 2 was interrupted before finishing
     info = load_dataset_json(env["unetr_pp_raw_data_base"] / "unetr_pp_raw_data" / "Task901_Tiny")
     cropped = env["unetr_pp_raw_data_base"] / "unetr_pp_cropped_data" / "Task901_Tiny"
-    computed = preprocess_configuration(info.training_cases, cropped, folder, plans, "3d_fullres", 1)
+    computed = preprocess_configuration(info.training_cases, cropped, folder, Plans.from_json(plans), "3d_fullres", 1)
     assert computed == 1
     after = {p.name: p.stat().st_mtime_ns for p in data_folder.iterdir()}
     assert not any(name.startswith(".") for name in after)
     assert all(after[n] == mtimes[n] for n in mtimes if n.startswith(("case_000", "case_001")))
     assert after["case_002.json"] != mtimes["case_002.json"]
-    assert preprocess_configuration(info.training_cases, cropped, folder, plans, "3d_fullres", 1) == 0
+    assert preprocess_configuration(info.training_cases, cropped, folder, Plans.from_json(plans), "3d_fullres", 1) == 0
 
 
 def test_changed_plans_redo_the_cases(ct_task):
@@ -151,7 +153,7 @@ def test_lowres_configuration_uses_its_own_spacing_and_folder(ct_task):
     plans["configurations"]["3d_lowres"] = lowres
     info = load_dataset_json(env["unetr_pp_raw_data_base"] / "unetr_pp_raw_data" / "Task901_Tiny")
     cropped = env["unetr_pp_raw_data_base"] / "unetr_pp_cropped_data" / "Task901_Tiny"
-    assert preprocess_configuration(info.training_cases, cropped, folder, plans, "3d_lowres", 1) == 3
+    assert preprocess_configuration(info.training_cases, cropped, folder, Plans.from_json(plans), "3d_lowres", 1) == 3
     case = load_case(folder / "p_3d_lowres", "case_002")
     crop = case.properties["shape_after_cropping"]
     spacing = case.properties["original_spacing"]

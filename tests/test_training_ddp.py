@@ -7,21 +7,42 @@ import subprocess
 import sys
 
 from unetr_pp.training.checkpoints import read_checkpoint
-from unetr_pp.training.trainer import HASH_FILE_VAR
 
 from training_tasks import fold_folder, run_args, tiny_task, tiny_template  # noqa: F401 (fixtures)
 
+# an extra trainer (unetr_pp_extra_trainers) whose every rank writes a hash of its final weights
+HASHING_TRAINER = """
+import hashlib, os
+from pathlib import Path
+from unetr_pp.training.trainers.nnunet import NNUNetTrainer
+
+
+class HashingTrainer(NNUNetTrainer):
+    name = "hashing_trainer"
+
+    def run_training(self):
+        super().run_training()
+        digest = hashlib.sha256()
+        for key, value in self.network.state_dict().items():
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        Path(os.environ["WEIGHTS_HASH_FILE"] + f".rank{self.dist.rank}").write_text(digest.hexdigest())
+"""
+
 
 def test_two_gloo_ranks_end_with_identical_weights(tiny_task, tmp_path):
+    (tmp_path / "trainers").mkdir()
+    (tmp_path / "trainers" / "hashing.py").write_text(HASHING_TRAINER)
     hash_file = tmp_path / "weights"
-    env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1", **{HASH_FILE_VAR: str(hash_file)})
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1", WEIGHTS_HASH_FILE=str(hash_file),
+               unetr_pp_extra_trainers=str(tmp_path / "trainers"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "unetr_pp.cli.train", *run_args(epochs=2, iters=2)]
+           "-m", "unetr_pp.cli.train", *run_args(trainer="hashing_trainer", epochs=2, iters=2)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = (hash_file.with_name(f"weights.rank{r}").read_text() for r in (0, 1))
     assert rank0 == rank1
-    folder = fold_folder(tiny_task)
+    folder = fold_folder(tiny_task, trainer="hashing_trainer")
     digest = hashlib.sha256()
     for key, value in read_checkpoint(folder / "model_final_checkpoint.model").content["state_dict"].items():
         digest.update(key.encode())

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from unetr_pp.preprocessing.pipeline import PlanAndPreprocessOptions, plan_and_preprocess
+from unetr_pp.experiment.plan_and_preprocess import PlanAndPreprocessOptions, plan_and_preprocess
+from unetr_pp.io.plans import Plans
 from unetr_pp.preprocessing.preprocessor import class_locations
 from unetr_pp.training.data import LoaderSettings, fold_cases, load_or_create_splits, make_loaders
 from unetr_pp.training.data.augmentation import (Convert2DTo3DTransform, Convert3DTo2DTransform, MaskTransform,
@@ -22,11 +23,13 @@ from unetr_pp.training.data.sampling import do_oversample
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import load_json, save_json, save_npy
 
+from plans_factory import config_json, make_plans
 from prep_tasks import make_task
 
 PATCH = (16, 32, 32)
 SCALES = [(1, 1, 1), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)]
-PLANS = {"configurations": {"3d_fullres": {"num_input_channels": 1, "use_mask_for_norm": [True]}}}
+PLANS = make_plans({"3d_fullres": config_json(use_mask_for_norm=[True])})
+CONFIG = PLANS.configuration("3d_fullres")
 
 
 def write_case(folder, case_id, data, seg):
@@ -83,7 +86,7 @@ def batches(loader, n):
 
 def test_shapes_dtypes_and_valid_labels(folder):
     settings = LoaderSettings(PATCH, 2, SCALES, num_processes=0, seed=3)
-    train, val = make_loaders(folder, ["case_0", "case_1"], ["case_2"], PLANS, "3d_fullres", settings)
+    train, val = make_loaders(folder, ["case_0", "case_1"], ["case_2"], CONFIG, settings)
     for batch in batches(train, 3) + batches(val, 2):
         assert batch["data"].dtype == torch.float32 and tuple(batch["data"].shape) == (2, 1) + PATCH
         assert len(batch["target"]) == 3
@@ -96,7 +99,7 @@ def test_shapes_dtypes_and_valid_labels(folder):
 def test_validation_patch_is_an_exact_cut_with_nearest_ds_targets(folder):
     """Validation does no augmentation: data is a crop of the case; DS targets pick block centres."""
     settings = LoaderSettings(PATCH, 2, SCALES, oversample_foreground_percent=0.0, num_processes=0, seed=1)
-    _, val = make_loaders(folder, ["case_0"], ["case_0"], PLANS, "3d_fullres", settings)
+    _, val = make_loaders(folder, ["case_0"], ["case_0"], CONFIG, settings)
     case = np.load(folder / "case_0.npy")
     seg = np.load(folder / "case_0_seg.npy").clip(0, None)
     for batch in batches(val, 2):
@@ -123,7 +126,7 @@ def test_oversampled_samples_contain_foreground(tmp_path):
     assert not do_oversample(0, 1, 0.33)  # nnU-Net v1: round(1 * 0.67) = 1 -> a batch of 1 is never forced
     for oversample, expected in ((0.33, [False, False, True]), (0.0, [False, False, False])):
         settings = LoaderSettings(PATCH, 3, oversample_foreground_percent=oversample, num_processes=0, seed=5)
-        _, val = make_loaders(tmp_path, ["corner"], ["corner"], PLANS, "3d_fullres", settings)
+        _, val = make_loaders(tmp_path, ["corner"], ["corner"], CONFIG, settings)
         for batch in batches(val, 6):
             assert [bool((batch["target"][0][b] == 1).any()) for b in range(3)] == expected
 
@@ -132,7 +135,7 @@ def test_small_case_is_centred_and_padded(tmp_path):
     data, seg = body_case((8, 20, 20), 4)
     write_case(tmp_path, "small", data, seg)
     settings = LoaderSettings(PATCH, 2, oversample_foreground_percent=0.0, num_processes=0, seed=0)
-    train, val = make_loaders(tmp_path, ["small"], ["small"], PLANS, "3d_fullres", settings)
+    train, val = make_loaders(tmp_path, ["small"], ["small"], CONFIG, settings)
     for batch in batches(val, 2):
         # need_to_pad = patch - shape = (8, 12, 12): the case sits at offset need // 2, zeros around it
         expected = np.zeros((1,) + PATCH, dtype=np.float32)
@@ -151,8 +154,8 @@ def test_region_targets(folder):
     regions = [[1, 2], [2]]
     labels_settings = LoaderSettings(PATCH, 2, SCALES[:2], num_processes=0, seed=9)
     region_settings = LoaderSettings(PATCH, 2, SCALES[:2], num_processes=0, seed=9, regions=regions)
-    _, val_labels = make_loaders(folder, ["case_0"], ["case_1", "case_2"], PLANS, "3d_fullres", labels_settings)
-    _, val_regions = make_loaders(folder, ["case_0"], ["case_1", "case_2"], PLANS, "3d_fullres", region_settings)
+    _, val_labels = make_loaders(folder, ["case_0"], ["case_1", "case_2"], CONFIG, labels_settings)
+    _, val_regions = make_loaders(folder, ["case_0"], ["case_1", "case_2"], CONFIG, region_settings)
     for lab, reg in zip(batches(val_labels, 2), batches(val_regions, 2)):
         assert torch.equal(lab["data"], reg["data"])
         for t_lab, t_reg in zip(lab["target"], reg["target"]):
@@ -165,7 +168,7 @@ def test_region_targets(folder):
 def test_in_process_is_deterministic_and_isolated(folder):
     def run(seed):
         settings = LoaderSettings(PATCH, 2, SCALES, num_processes=0, seed=seed)
-        train, _ = make_loaders(folder, ["case_0", "case_1", "case_2"], ["case_2"], PLANS, "3d_fullres", settings)
+        train, _ = make_loaders(folder, ["case_0", "case_1", "case_2"], ["case_2"], CONFIG, settings)
         return batches(train, 4)
 
     np.random.seed(123)
@@ -185,7 +188,7 @@ def test_in_process_is_deterministic_and_isolated(folder):
 
 def test_worker_processes_yield_and_shut_down(folder):
     settings = LoaderSettings(PATCH, 2, SCALES, num_processes=2, seed=4)
-    train, val = make_loaders(folder, ["case_0", "case_1"], ["case_2"], PLANS, "3d_fullres", settings)
+    train, val = make_loaders(folder, ["case_0", "case_1"], ["case_2"], CONFIG, settings)
     assert new_children() == []  # workers start lazily
     with train, val:
         got = [next(train) for _ in range(3)] + [next(val)]
@@ -195,7 +198,7 @@ def test_worker_processes_yield_and_shut_down(folder):
         assert tuple(batch["data"].shape) == (2, 1) + PATCH
         assert [tuple(t.shape[2:]) for t in batch["target"]] == [(16, 32, 32), (8, 16, 16), (4, 8, 8)]
     # seeded workers give the same batches again (one queue per worker, read round-robin)
-    train2, _ = make_loaders(folder, ["case_0", "case_1"], ["case_2"], PLANS, "3d_fullres", settings)
+    train2, _ = make_loaders(folder, ["case_0", "case_1"], ["case_2"], CONFIG, settings)
     again = batches(train2, 3)
     assert all(torch.equal(a["data"], b["data"]) for a, b in zip(got, again))
     assert new_children() == []
@@ -207,7 +210,7 @@ def test_worker_processes_yield_and_shut_down(folder):
 
 def test_dropped_loader_stops_its_workers(folder):
     settings = LoaderSettings(PATCH, 1, num_processes=1, seed=0)
-    train, _ = make_loaders(folder, ["case_0"], ["case_1"], PLANS, "3d_fullres", settings)
+    train, _ = make_loaders(folder, ["case_0"], ["case_1"], CONFIG, settings)
     next(train)
     assert len(new_children()) == 1
     del train
@@ -228,7 +231,7 @@ def test_dummy_2d_training_batches(tmp_path):
     data, seg = body_case((10, 48, 48), 2)
     write_case(tmp_path, "flat", data, seg)
     settings = LoaderSettings((8, 40, 40), 2, [(1, 1, 1), (1, 0.5, 0.5)], num_processes=0, seed=2)
-    train, _ = make_loaders(tmp_path, ["flat"], ["flat"], PLANS, "3d_fullres", settings)
+    train, _ = make_loaders(tmp_path, ["flat"], ["flat"], CONFIG, settings)
     for batch in batches(train, 3):
         assert tuple(batch["data"].shape) == (2, 1, 8, 40, 40)
         assert [tuple(t.shape[2:]) for t in batch["target"]] == [(8, 40, 40), (8, 20, 20)]
@@ -238,25 +241,25 @@ def test_dummy_2d_training_batches(tmp_path):
 def test_bad_input_messages(folder, monkeypatch):
     settings = LoaderSettings(PATCH, 2, num_processes=0)
     with pytest.raises(UnetrPPError) as err:
-        make_loaders(folder, ["case_0", "nope"], ["case_1"], PLANS, "3d_fullres", settings)
+        make_loaders(folder, ["case_0", "nope"], ["case_1"], CONFIG, settings)
     assert "nope" in str(err.value) and "nope.npy" in str(err.value)
     with pytest.raises(UnetrPPError, match="no configuration '3d_lowres'"):
-        make_loaders(folder, ["case_0"], ["case_1"], PLANS, "3d_lowres", settings)
-    two_channels = {"configurations": {"3d_fullres": {"num_input_channels": 2, "use_mask_for_norm": [False] * 2}}}
+        make_loaders(folder, ["case_0"], ["case_1"], PLANS.configuration("3d_lowres"), settings)
+    two_channels = make_plans({"3d_fullres": config_json(num_input_channels=2)}).configuration("3d_fullres")
     with pytest.raises(UnetrPPError, match=r"expected \(2, z, y, x\)"):
-        make_loaders(folder, ["case_0"], ["case_1"], two_channels, "3d_fullres", settings)
+        make_loaders(folder, ["case_0"], ["case_1"], two_channels, settings)
     with pytest.raises(UnetrPPError, match="deep supervision scale"):
-        make_loaders(folder, ["case_0"], ["case_1"], PLANS, "3d_fullres", LoaderSettings(PATCH, 2, [(2, 1, 1)]))
+        make_loaders(folder, ["case_0"], ["case_1"], CONFIG, LoaderSettings(PATCH, 2, [(2, 1, 1)]))
     monkeypatch.setenv("unetr_pp_n_proc_DA", "many")
     with pytest.raises(UnetrPPError, match="unetr_pp_n_proc_DA"):
-        make_loaders(folder, ["case_0"], ["case_1"], PLANS, "3d_fullres", LoaderSettings(PATCH, 2))
+        make_loaders(folder, ["case_0"], ["case_1"], CONFIG, LoaderSettings(PATCH, 2))
 
 
 @pytest.mark.parametrize("num_processes", [0, 1])
 def test_case_vanishing_during_training_is_a_clear_error(tmp_path, num_processes):
     write_case(tmp_path, "gone", *body_case((20, 36, 36), 1))
     settings = LoaderSettings(PATCH, 1, num_processes=num_processes, seed=0)
-    train, _ = make_loaders(tmp_path, ["gone"], ["gone"], PLANS, "3d_fullres", settings)
+    train, _ = make_loaders(tmp_path, ["gone"], ["gone"], CONFIG, settings)
     (tmp_path / "gone.npy").unlink()
     with pytest.raises(UnetrPPError) as err:
         next(train)
@@ -298,7 +301,8 @@ def test_on_really_preprocessed_task(env_folders):
     assert (len(train_ids), len(val_ids)) == (4, 1) and (task / "splits_final.json").is_file()
     patch = tuple(config["patch_size"])
     settings = LoaderSettings(patch, 2, [(1, 1, 1), (0.5, 0.5, 0.5)], num_processes=0, seed=0)
-    train, val = make_loaders(data_folder, train_ids, val_ids, plans, "3d_fullres", settings)
+    train, val = make_loaders(data_folder, train_ids, val_ids, Plans.from_json(plans).configuration("3d_fullres"),
+                              settings)
     for batch in batches(train, 2) + batches(val, 1):
         assert tuple(batch["data"].shape) == (2, 1) + patch
         assert tuple(batch["target"][1].shape[2:]) == tuple(round(p / 2) for p in patch)
@@ -320,10 +324,11 @@ def test_workers_end_when_the_trainer_is_killed(folder):
     script = (
         "import multiprocessing, sys, time\n"
         "from pathlib import Path\n"
+        "from unetr_pp.io.plans import Configuration\n"
         "from unetr_pp.training.data import LoaderSettings, make_loaders\n"
-        f"plans = {PLANS!r}\n"
+        f"config = Configuration.from_json('3d_fullres', {CONFIG.to_json()!r})\n"
         f"settings = LoaderSettings({PATCH!r}, 2, num_processes=2, seed=1)\n"
-        "train, _ = make_loaders(Path(sys.argv[1]), ['case_0', 'case_1'], ['case_2'], plans, '3d_fullres', settings)\n"
+        "train, _ = make_loaders(Path(sys.argv[1]), ['case_0', 'case_1'], ['case_2'], config, settings)\n"
         "next(train)\n"
         "print(' '.join(str(p.pid) for p in multiprocessing.active_children()), flush=True)\n"
         "time.sleep(600)\n"

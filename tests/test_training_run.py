@@ -1,24 +1,55 @@
 """unetr_pp_train in-process on a tiny task: fold files, predictor compatibility, --val, -c, learning, bad input."""
 from __future__ import annotations
 
-import json
+import contextlib
+import io
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 from unetr_pp.cli.train import main
 from unetr_pp.inference.models import load_trained_model
+from unetr_pp.io.plans import Plans
 from unetr_pp.training.checkpoints import read_checkpoint
 from unetr_pp.training.trainer import FoldSetup, TrainingOptions
 from unetr_pp.training.trainers import get_trainer_class
 from unetr_pp.utilities.files import load_json, save_json
 
-from training_tasks import TASK, fold_folder, run_args, tiny_task, tiny_template  # noqa: F401 (fixtures)
+from plans_factory import make_plans
+from training_tasks import TASK, fold_folder, install, run_args, tiny_task, tiny_template  # noqa: F401 (fixtures)
+
+ENV_DIRS = (("unetr_pp_raw_data_base", "raw"), ("unetr_pp_preprocessed", "preprocessed"), ("RESULTS_FOLDER", "results"))
 
 
-def test_train_fold_files_predictor_val_and_continue(tiny_task, capsys):
-    assert main(run_args()) == 0
-    folder = fold_folder(tiny_task)
+@pytest.fixture(scope="module")
+def trained_template(tiny_template, tmp_path_factory) -> tuple[Path, str]:
+    """The tiny task with fold 0 of nnunet_trainer trained for 2 epochs, and what the run printed."""
+    base = tmp_path_factory.mktemp("trained_fold")
+    with pytest.MonkeyPatch.context() as mp:
+        folders = {var: base / name for var, name in ENV_DIRS}
+        for var, folder in folders.items():
+            folder.mkdir()
+            mp.setenv(var, str(folder))
+        install(tiny_template, folders)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert main(run_args()) == 0
+    return base, printed.getvalue()
+
+
+@pytest.fixture
+def trained(trained_template, env_folders) -> dict[str, Path]:
+    """env_folders holding a fresh copy of the trained template."""
+    base, _ = trained_template
+    for var, name in ENV_DIRS:
+        shutil.copytree(base / name, env_folders[var], dirs_exist_ok=True)
+    return env_folders
+
+
+def test_training_writes_the_fold_files_and_log(trained):
+    folder = fold_folder(trained)
     names = sorted(p.name for p in folder.iterdir())
     assert [n for n in names if n.startswith("model_")] == [
         "model_best.model", "model_best.model.json", "model_final_checkpoint.model",
@@ -35,25 +66,38 @@ def test_train_fold_files_predictor_val_and_continue(tiny_task, capsys):
     assert len(final.content["plot_stuff"]["ema_pseudo_dice"]) == 2
     assert {k: final.sidecar[k] for k in ("trainer", "network", "task", "fold")} == {
         "trainer": "nnunet_trainer", "network": "nnunet", "task": TASK, "fold": "0"}
-    # the landed predictor rebuilds and loads it
-    model = load_trained_model(folder.parent, ["0"])
+
+
+def test_trained_fold_loads_in_the_predictor(trained):
+    model = load_trained_model(fold_folder(trained).parent, ["0"])
     assert model.networks[0](torch.zeros(1, 1, 16, 32, 32)).shape == (1, 3, 16, 32, 32)
-    # final validation: fold 0's validation cases predicted in original geometry and evaluated
-    splits = load_json(tiny_task["unetr_pp_preprocessed"] / TASK / "splits_final.json")
+
+
+def test_final_validation_predicts_and_evaluates_the_validation_cases(trained, trained_template):
+    folder = fold_folder(trained)
+    splits = load_json(trained["unetr_pp_preprocessed"] / TASK / "splits_final.json")
     summary = load_json(folder / "validation_raw" / "summary.json")
     assert sorted(c["case"] for c in summary["metric_per_case"]) == sorted(splits[0]["val"])
     assert set(summary["mean"]) == {"organ1", "organ2"}
-    out = capsys.readouterr().out
+    out = trained_template[1]
     assert "| DSC (%) | organ1 | organ2 |" in out and "progress.png" in out
-    # --val alone recomputes the summary from model_final_checkpoint
+
+
+def test_val_alone_recomputes_the_summary(trained):
+    folder = fold_folder(trained)
     (folder / "validation_raw" / "summary.json").unlink()
     assert main(run_args() + ["--val"]) == 0
     assert (folder / "validation_raw" / "summary.json").is_file()
-    # -c on a finished fold trains no further
+
+
+def test_continue_on_a_finished_fold_trains_no_further(trained):
+    folder = fold_folder(trained)
     assert main(run_args() + ["-c"]) == 0
     assert read_checkpoint(folder / "model_final_checkpoint.model").content["epoch"] == 2
-    # changed plans: continuing would mix two experiments
-    plans_path = tiny_task["unetr_pp_preprocessed"] / TASK / "unetr_pp_Plansv2.1.json"
+
+
+def test_continue_with_changed_plans_is_refused(trained, capsys):
+    plans_path = trained["unetr_pp_preprocessed"] / TASK / "unetr_pp_Plansv2.1.json"
     plans = load_json(plans_path)
     plans["configurations"]["3d_fullres"]["batch_size"] = 3
     save_json(plans, plans_path)
@@ -106,20 +150,21 @@ def test_bad_input_messages(tiny_task, capsys):
 
 
 def test_preset_trainer_applies_its_preset(tiny_template, tiny_task, tmp_path):
-    plans = load_json(tiny_task["unetr_pp_preprocessed"] / TASK / "unetr_pp_Plansv2.1.json")
+    plans = Plans.load(tiny_task["unetr_pp_preprocessed"] / TASK / "unetr_pp_Plansv2.1.json")
     setup = FoldSetup(TASK, "0", "3d_fullres", "unetr_pp_Plansv2.1", plans, tmp_path, tmp_path, tmp_path / "out")
     trainer = get_trainer_class("unetr_pp_trainer_synapse")(setup, TrainingOptions())
+    config = trainer.config.to_json()
     assert trainer.network_name == "unetr_pp"
-    assert trainer.config["patch_size"] == [64, 128, 128] and trainer.config["batch_size"] == 2
-    assert trainer.config["network_kwargs"]["unetr_pp"]["stem_stride"] == [2, 4, 4]
-    assert "img0001" in trainer.plans["preset_splits"]["0"]["val"]
-    assert plans["configurations"]["3d_fullres"]["patch_size"] == [16, 32, 32]  # input untouched
+    assert config["patch_size"] == [64, 128, 128] and config["batch_size"] == 2
+    assert config["network_kwargs"]["unetr_pp"]["stem_stride"] == [2, 4, 4]
+    assert "img0001" in trainer.plans.preset_splits["0"]["val"]
+    assert plans.to_json()["configurations"]["3d_fullres"]["patch_size"] == [16, 32, 32]  # input untouched
     # plans already made with the preset (and an override on top) are used as they are
-    made = json.loads(json.dumps(trainer.plans))
+    made = trainer.plans.to_json()
     made["configurations"]["3d_fullres"]["batch_size"] = 4
-    same = get_trainer_class("unetr_pp_trainer_synapse")(FoldSetup(**{**setup.__dict__, "plans": made}),
-                                                         TrainingOptions())
-    assert same.config["batch_size"] == 4
+    same = get_trainer_class("unetr_pp_trainer_synapse")(
+        FoldSetup(**{**setup.__dict__, "plans": Plans.from_json(made)}), TrainingOptions())
+    assert same.config.batch_size == 4
     with pytest.raises(Exception, match="defines only 3d_fullres"):
         get_trainer_class("unetr_pp_trainer_acdc")(FoldSetup(**{**setup.__dict__, "configuration": "3d_lowres"}),
                                                    TrainingOptions())
@@ -163,8 +208,7 @@ def test_builtin_trainers_and_optimizer_options(tmp_path):
                 "unetr_pp_trainer_acdc": "unetr_pp", "unetr_pp_trainer_lung": "unetr_pp",
                 "unetr_pp_trainer_tumor": "unetr_pp"}
     assert {name: get_trainer_class(name).network_name for name in expected} == expected
-    plans = {"configurations": {"3d_fullres": {}}}
-    setup = FoldSetup(TASK, "0", "3d_fullres", "p", plans, tmp_path, tmp_path, tmp_path / "out")
+    setup = FoldSetup(TASK, "0", "3d_fullres", "p", make_plans(), tmp_path, tmp_path, tmp_path / "out")
     params = [torch.nn.Parameter(torch.zeros(2))]
     sgd = get_trainer_class("uxnet_trainer")(setup, TrainingOptions()).configure_optimizer(params)
     assert isinstance(sgd, torch.optim.SGD)

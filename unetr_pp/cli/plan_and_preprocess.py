@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER
 from unetr_pp.planning.presets import available_presets
-from unetr_pp.preprocessing.pipeline import PlanAndPreprocessOptions, plan_and_preprocess
+from unetr_pp.experiment.plan_and_preprocess import PlanAndPreprocessOptions, plan_and_preprocess
 from unetr_pp.utilities.errors import cli_main
+from unetr_pp.utilities.parallel import default_workers
 
 CONFIGURATIONS = ("3d_fullres", "3d_lowres")
 
 
 def _parser() -> argparse.ArgumentParser:
-    default_np = max(1, min(8, os.cpu_count() or 1))
+    default_np = default_workers(8)
     parser = argparse.ArgumentParser(
         prog="unetr_pp_plan_and_preprocess",
         description="Fingerprint, plan and preprocess a raw task from $unetr_pp_raw_data_base/unetr_pp_raw_data "

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, preprocessed_folder, resolve_task, results_folder
-from unetr_pp.training.trainer import FoldSetup, TrainingOptions
+from unetr_pp.experiment.fold_run import fold_setup, train_fold, validate_trained_fold
+from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER
+from unetr_pp.training.trainer import TrainingOptions
 from unetr_pp.training.trainers import get_trainer_class
-from unetr_pp.utilities.errors import UnetrPPError, cli_main
-from unetr_pp.utilities.files import load_json
+from unetr_pp.utilities.errors import cli_main
 from unetr_pp.utilities.memory import keep_freed_memory
 
 
@@ -54,27 +54,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def fold_setup(configuration: str, task_arg: str, fold: str, trainer: str, plans_identifier: str) -> FoldSetup:
-    """Resolve the task and read the plans; clear errors when preprocessing has not been run."""
-    task = resolve_task(task_arg)
-    if fold != "all" and not fold.isdigit():
-        raise UnetrPPError(f"fold must be a number or 'all', got {fold!r}")
-    task_folder = preprocessed_folder() / task
-    plans_path = task_folder / f"{plans_identifier}.json"
-    if not plans_path.is_file():
-        raise UnetrPPError(f"{plans_path}: plans not found; run unetr_pp_plan_and_preprocess -t {task} first"
-                           + (" (or check -p)" if plans_identifier != DEFAULT_PLANS_IDENTIFIER else ""))
-    plans = load_json(plans_path)
-    configs = plans.get("configurations", {})
-    if configuration not in configs:
-        raise UnetrPPError(f"{plans_path}: no configuration {configuration!r} (available: {', '.join(configs)})")
-    data_folder = task_folder / configs[configuration]["data_identifier"]
-    if not data_folder.is_dir():
-        raise UnetrPPError(f"{data_folder}: preprocessed data not found; run unetr_pp_plan_and_preprocess -t {task}")
-    output = results_folder() / configuration / task / f"{trainer}__{plans_identifier}" / f"fold_{fold}"
-    return FoldSetup(task, fold, configuration, plans_identifier, plans, task_folder, data_folder, output)
-
-
 def _exit_on_sigterm(signum: int, frame) -> None:
     raise SystemExit(128 + signum)
 
@@ -100,14 +79,9 @@ def _run(args: argparse.Namespace) -> int:
         val_disable_tta=args.val_disable_tta, optimizer=args.optimizer, num_processes=args.num_processes_da)
     trainer = trainer_class(setup, options)
     if args.val:
-        trainer.load_final_for_validation()
-        trainer.validate()
+        validate_trained_fold(trainer)
     else:
-        try:
-            trainer.initialize()
-            trainer.run_training()
-        finally:
-            trainer.close()
+        train_fold(trainer)
     return 0
 
 

@@ -9,6 +9,7 @@ from unetr_pp.comparison.report import result_row, write_comparison
 from unetr_pp.comparison.runs import VALIDATION_SUMMARY, Budget, NetworkRun, run_training, training_decision
 from unetr_pp.evaluation.folders import evaluate_folders
 from unetr_pp.evaluation.protocols import ALL_LABELS
+from unetr_pp.io.plans import Configuration, Plans
 from unetr_pp.networks.complexity import summarize
 from unetr_pp.networks.registry import NETWORK_NAMES
 from unetr_pp.paths import preprocessed_folder, raw_data_folder, results_folder
@@ -37,22 +38,18 @@ def comparison_folder(options: ComparisonOptions) -> Path:
     return results_folder() / options.configuration / options.task / f"comparison_fold{options.fold}"
 
 
-def load_plans_config(options: ComparisonOptions) -> dict:
+def load_plans_config(options: ComparisonOptions) -> Configuration:
     """The plans configuration every network is trained with (from the preprocessed task folder)."""
     path = preprocessed_folder() / options.task / f"{options.plans_identifier}.json"
     if not path.is_file():
         raise UnetrPPError(f"{path}: plans not found; run unetr_pp_plan_and_preprocess -t {options.task} first")
-    plans = load_json(path)
-    configurations = plans.get("configurations", {})
-    if options.configuration not in configurations:
-        raise UnetrPPError(f"{path}: no configuration {options.configuration!r} (has {', '.join(configurations)})")
-    return configurations[options.configuration]
+    return Plans.load(path).configuration(options.configuration)
 
 
-def complexity_of(network: str, plans_config: dict) -> tuple[dict | None, str]:
+def complexity_of(network: str, plans_config: Configuration) -> tuple[dict | None, str]:
     """(params/MACs for the plans' patch, error text); a network that cannot take the patch gives (None, why)."""
     try:
-        return summarize(network, plans_config, MACS_CONVENTION), ""
+        return summarize(network, plans_config.to_json(), MACS_CONVENTION), ""
     except UnetrPPError as err:
         return None, str(err)
 
@@ -70,7 +67,7 @@ def fold_summary(run: NetworkRun, options: ComparisonOptions, out_dir: Path) -> 
     return summary, target / "summary.json"
 
 
-def compare_network(network: str, options: ComparisonOptions, plans_config: dict, out_dir: Path) -> dict:
+def compare_network(network: str, options: ComparisonOptions, plans_config: Configuration, out_dir: Path) -> dict:
     """Train or reuse one network's fold and return its table row (status failed with the reason on errors)."""
     run = NetworkRun(network, options.task, options.fold, options.configuration, options.plans_identifier)
     complexity, complexity_error = complexity_of(network, plans_config)
@@ -112,7 +109,7 @@ def run_comparison(options: ComparisonOptions) -> tuple[list[dict], list[Path]]:
     rows = [compare_network(network, options, plans_config, out_dir) for network in options.networks]
     meta = {
         "task": options.task, "configuration": options.configuration, "fold": options.fold,
-        "plans_identifier": options.plans_identifier, "patch_size": list(plans_config["patch_size"]),
+        "plans_identifier": options.plans_identifier, "patch_size": list(plans_config.patch_size),
         "budget": asdict(options.budget), "budget_description": options.budget.describe(),
         "protocol": options.protocol, "macs_convention": MACS_CONVENTION,
         "evaluation": evaluation_description(options, rows),

@@ -8,7 +8,6 @@ file sits in imagesTr/labelsTr. Cases are read in a process pool, each file once
 from __future__ import annotations
 
 import functools
-import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 from unetr_pp.io import CaseFiles, DatasetInfo, Geometry, load_dataset_json, read_image
 from unetr_pp.io.images import image_ending
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
-from unetr_pp.utilities.parallel import parallel_map
+from unetr_pp.utilities.parallel import default_workers, parallel_map
 
 MAX_LISTED_VALUES = 20
 BINCOUNT_CHUNK = 1 << 22
@@ -29,8 +28,8 @@ MSD_HINT = "an MSD task keeps all channels in one 4D file: convert it with `unet
 
 
 def default_num_processes() -> int:
-    """Worker processes used when none are given: the CPU count, at most 8."""
-    return max(1, min(os.cpu_count() or 1, 8))
+    """Worker processes used when none are given: the usable CPUs, at most 8."""
+    return default_workers(8)
 
 
 def _format_values(values: Sequence[float]) -> str:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
-from tqdm import tqdm
 
 from unetr_pp.evaluation.metrics import (
     case_bounding_boxes,
@@ -29,8 +26,9 @@ from unetr_pp.evaluation.protocols import Protocol, Target, label_target, resolv
 from unetr_pp.evaluation.report import build_summary, write_reports
 from unetr_pp.io.images import SUPPORTED_ENDINGS, Geometry, image_ending, read_image
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
+from unetr_pp.utilities.parallel import default_workers, parallel_map
 
-DEFAULT_NUM_PROCESSES = min(4, os.cpu_count() or 1)
+DEFAULT_NUM_PROCESSES = default_workers(4)
 
 
 @dataclass(frozen=True)
@@ -186,12 +184,7 @@ def _evaluate_case(job: _Job) -> _Result:
 
 
 def _run(jobs: Sequence[_Job], num_processes: int) -> list[_Result]:
-    bar = {"total": len(jobs), "desc": "evaluating", "unit": "case"}
-    if num_processes <= 1 or len(jobs) == 1:
-        return [_evaluate_case(job) for job in tqdm(jobs, **bar)]
-    workers = min(num_processes, len(jobs))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return list(tqdm(pool.map(_evaluate_case, jobs, chunksize=1), **bar))
+    return parallel_map(_evaluate_case, list(jobs), num_processes, "evaluating", "case")
 
 
 def evaluate_folders(

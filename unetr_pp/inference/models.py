@@ -9,9 +9,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from unetr_pp.io.plans import Configuration, Plans
 from unetr_pp.networks import build_network as registry_build
 from unetr_pp.networks.official import layout_problems, read_checkpoint_state_dict, strip_module_prefix
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, results_folder
+from unetr_pp.utilities.device import resolve_device
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
 from unetr_pp.utilities.files import load_json
 
@@ -27,14 +29,14 @@ class TrainedModel:
     folder: Path
     folds: list[str]
     networks: list[nn.Module]
-    plans: dict
+    plans: Plans
     configuration: str
     network_name: str
 
     @property
-    def plans_config(self) -> dict:
+    def config(self) -> Configuration:
         """The plans configuration the networks were trained with."""
-        return self.plans["configurations"][self.configuration]
+        return self.plans.configuration(self.configuration)
 
 
 def trained_model_folder(task: str, trainer: str, configuration: str = "3d_fullres",
@@ -49,19 +51,6 @@ def trained_model_folder(task: str, trainer: str, configuration: str = "3d_fullr
     return folder
 
 
-def resolve_device(device: str) -> torch.device:
-    """`cpu` or `cuda[:k]` as a torch device; CUDA must be available."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UnetrPPError(f"unknown device {device!r}; use cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UnetrPPError("device cuda requested but CUDA is not available; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise UnetrPPError(f"unsupported device {device!r}; use cpu or cuda")
-    return dev
-
-
 def _selected_folds(folder: Path, folds: Sequence[str] | None) -> list[str]:
     if folds:
         return [str(f) for f in folds]
@@ -72,23 +61,24 @@ def _selected_folds(folder: Path, folds: Sequence[str] | None) -> list[str]:
     return found
 
 
-def _read_sidecar(path: Path) -> dict:
+def _read_sidecar(path: Path) -> tuple[dict, Plans]:
+    """The sidecar and its plans, validated (the trained configuration must be in them)."""
     sidecar = load_json(path)
     missing = [k for k in SIDECAR_KEYS if k not in sidecar]
     if missing:
         raise UnetrPPError(f"{path}: checkpoint sidecar lacks {', '.join(missing)}")
-    if sidecar["configuration"] not in sidecar["plans"].get("configurations", {}):
-        raise UnetrPPError(f"{path}: plans have no configuration {sidecar['configuration']!r}")
-    return sidecar
+    plans = Plans.from_json(sidecar["plans"], str(path))
+    plans.configuration(sidecar["configuration"])
+    return sidecar, plans
 
 
-def build_network(name: str, plans_config: dict) -> nn.Module:
-    """The registry's network `name` for `plans_config`, deep supervision off."""
-    return registry_build(name, plans_config, deep_supervision=False)
+def build_network(name: str, config: Configuration) -> nn.Module:
+    """The registry's network `name` for a plans configuration, deep supervision off."""
+    return registry_build(name, config, deep_supervision=False)
 
 
-def _load_fold(checkpoint: Path, sidecar: dict, device: torch.device) -> nn.Module:
-    network = build_network(sidecar["network"], sidecar["plans"]["configurations"][sidecar["configuration"]])
+def _load_fold(checkpoint: Path, sidecar: dict, plans: Plans, device: torch.device) -> nn.Module:
+    network = build_network(sidecar["network"], plans.configuration(sidecar["configuration"]))
     state_dict = strip_module_prefix(read_checkpoint_state_dict(checkpoint), set(network.state_dict()))
     problems = layout_problems(state_dict, network)
     if problems:
@@ -113,10 +103,10 @@ def load_trained_model(folder: str | Path, folds: Sequence[str] | None = None, c
     if missing:
         raise problems_error(f"checkpoints for fold(s) {' '.join(folds)} not found", missing)
     sidecars = [_read_sidecar(p.with_name(p.name + ".json")) for p in paths]
-    first = sidecars[0]
-    for path, sidecar in zip(paths[1:], sidecars[1:]):
+    first, plans = sidecars[0]
+    for path, (sidecar, _) in zip(paths[1:], sidecars[1:]):
         for key in SIDECAR_KEYS:
             if sidecar[key] != first[key]:
                 raise UnetrPPError(f"{path}: {key} differs from {paths[0]}; folds of one ensemble must match")
-    networks = [_load_fold(p, s, device) for p, s in zip(paths, sidecars)]
-    return TrainedModel(folder, folds, networks, first["plans"], first["configuration"], first["network"])
+    networks = [_load_fold(p, s, fold_plans, device) for p, (s, fold_plans) in zip(paths, sidecars)]
+    return TrainedModel(folder, folds, networks, plans, first["configuration"], first["network"])

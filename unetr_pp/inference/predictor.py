@@ -5,10 +5,9 @@ cases that are already preprocessed.
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import deque
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,11 @@ from unetr_pp.inference.export import export_prediction
 from unetr_pp.inference.inputs import InputCase, list_input_cases
 from unetr_pp.inference.models import TrainedModel
 from unetr_pp.inference.sliding_window import SlidingWindowSettings, predict_probabilities
-from unetr_pp.preprocessing.resampling import ANISOTROPY_THRESHOLD
+from unetr_pp.io.plans import Plans
+from unetr_pp.preprocessing.preprocessed_data import preprocess_case_for_inference
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import check_writable_dir
+from unetr_pp.utilities.parallel import spawn_pool
 
 
 @dataclass(frozen=True)
@@ -56,31 +57,27 @@ class FolderReport:
     failed: dict[str, str]
 
 
-def predict_preprocessed_case(networks: Sequence[nn.Module], data: np.ndarray, plans: dict, configuration: str,
+def predict_preprocessed_case(networks: Sequence[nn.Module], data: np.ndarray, plans: Plans, configuration: str,
                               options: PredictionOptions = PredictionOptions(),
                               device: torch.device | str = "cpu") -> np.ndarray:
     """Preprocessed (C, z, y, x) -> ensemble probabilities (K, z, y, x) float32 with the plans' patch size."""
     settings = SlidingWindowSettings(
-        patch_size=tuple(int(p) for p in plans["configurations"][configuration]["patch_size"]),
+        patch_size=plans.configuration(configuration).patch_size,
         step_size=options.step_size, sw_batch_size=options.sw_batch_size,
         mirror_axes=tuple(options.mirror_axes), accumulate=options.accumulate,
     )
-    regions = plans.get("regions_class_order") is not None
-    return predict_probabilities(networks, data, settings, device=device, regions=regions)
+    return predict_probabilities(networks, data, settings, device=device, regions=plans.is_region_task)
 
 
-def export_case(probabilities: np.ndarray, properties: dict, plans: dict, configuration: str,
+def export_case(probabilities: np.ndarray, properties: dict, plans: Plans, configuration: str,
                 output_file: str | os.PathLike, save_probabilities: bool = False) -> None:
     """Write (K, z, y, x) probabilities as labels in the case's original geometry using the plans' settings."""
-    resampling = plans["configurations"][configuration].get("resampling", {})
-    export_prediction(probabilities, properties, output_file, plans.get("regions_class_order"), save_probabilities,
-                      resampling.get("separate_z_anisotropy_threshold", ANISOTROPY_THRESHOLD))
+    threshold = plans.configuration(configuration).resampling.separate_z_anisotropy_threshold
+    export_prediction(probabilities, properties, output_file, plans.regions_class_order, save_probabilities, threshold)
 
 
-def preprocess_case(case_id: str, images: Sequence[Path], plans: dict, configuration: str) -> tuple[np.ndarray, dict]:
+def preprocess_case(case_id: str, images: Sequence[Path], plans: Plans, configuration: str) -> tuple[np.ndarray, dict]:
     """Raw channel files -> (preprocessed (C, z, y, x) float32, per-case properties with `case_id`)."""
-    from unetr_pp.preprocessing.preprocessed_data import preprocess_case_for_inference  # lands with data-prep
-
     data, properties = preprocess_case_for_inference([str(p) for p in images], plans, configuration)
     return data, {**properties, "case_id": case_id}
 
@@ -90,15 +87,13 @@ def _reason(err: BaseException) -> str:
 
 
 def _pool(workers: int, stack: ExitStack) -> Executor | None:
-    if workers <= 0:
-        return None
-    return stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+    return stack.enter_context(spawn_pool(workers)) if workers > 0 else None
 
 
 Preprocessed = tuple[np.ndarray, dict]
 
 
-def _preprocessed(preprocess: Callable, cases: list[InputCase], plans: dict, configuration: str,
+def _preprocessed(preprocess: Callable, cases: list[InputCase], plans: Plans, configuration: str,
                   pool: Executor | None, workers: int) -> Iterator[tuple[InputCase, Preprocessed | BaseException]]:
     """Yield (case, `preprocess(...)` or its error) in order, preprocessing up to `workers` + 1 cases ahead."""
     if pool is None:
@@ -134,7 +129,7 @@ def predict_folder(input_folder: str | os.PathLike, output_folder: str | os.Path
     if output_folder.resolve() == input_folder.resolve():
         raise UnetrPPError(f"{output_folder}: the output folder is the input folder; choose another -o "
                            "(inputs are never overwritten)")
-    cases = list_input_cases(input_folder, int(model.plans_config["num_input_channels"]))
+    cases = list_input_cases(input_folder, model.config.num_input_channels)
     check_writable_dir(output_folder)
     outputs = {c.case_id: output_folder / f"{c.case_id}{c.ending}" for c in cases}
     skipped = [c.case_id for c in cases if not options.overwrite and outputs[c.case_id].exists()]

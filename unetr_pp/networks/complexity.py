@@ -18,6 +18,7 @@ import torch
 from torch.utils import flop_counter
 
 from unetr_pp.networks.registry import NETWORK_NAMES, build_network
+from unetr_pp.planning.topology import conv_kernels_for_pooling, plans_topology
 from unetr_pp.utilities.errors import UnetrPPError
 
 CONVENTIONS = ("paper", "ptflops", "exact")
@@ -96,19 +97,25 @@ def seed_plans_config(name: str) -> dict:
         return dataset_plans_config(name, "synapse")
     config = {"patch_size": list(SEED_PATCH), "num_input_channels": 1, "num_classes": SEED_CLASSES}
     if name == "nnunet":
-        from unetr_pp.networks.nnunet import conv_kernels_for_pools
         pools = [[2, 2, 2]] * SEED_NNUNET_POOLS
-        config.update(pool_op_kernel_sizes=pools, conv_kernel_sizes=conv_kernels_for_pools(pools))
+        convs = [list(k) for k in conv_kernels_for_pooling([1.0, 1.0, 1.0], pools)]
+        config.update(pool_op_kernel_sizes=pools, conv_kernel_sizes=convs)
     return config
+
+
+def pooling_spacing(pools: Sequence[Sequence[int]]) -> list[float]:
+    """A spacing for which the planner's rule pools as `pools` does: 2 ** (first pooling stage) per axis."""
+    first = [next((i for i, p in enumerate(pools) if p[a] > 1), len(pools)) for a in range(len(pools[0]))]
+    return [float(2 ** f) for f in first]
 
 
 def dataset_plans_config(name: str, dataset: str) -> dict:
     """`name` at the official UNETR++ configuration of `dataset` (patch, channels, classes, pooling)."""
-    from unetr_pp.networks.nnunet import conv_kernels_for_pools
     from unetr_pp.networks.official import official_plans_config
 
     config = official_plans_config(dataset)
-    config["conv_kernel_sizes"] = conv_kernels_for_pools(config["pool_op_kernel_sizes"])
+    pools = config["pool_op_kernel_sizes"]
+    config["conv_kernel_sizes"] = [list(k) for k in conv_kernels_for_pooling(pooling_spacing(pools), pools)]
     if name != "unetr_pp":
         config.pop("network_kwargs")
     return config
@@ -124,8 +131,7 @@ def summary_plans_config(name: str, config: str = "seed", patch_size: Sequence[i
         raise UnetrPPError(f"unknown summary configuration {config!r}; choose one of {list(CONFIGS)}")
     plans = copy.deepcopy(seed_plans_config(name) if config == "seed" else dataset_plans_config(name, config))
     if patch_size is not None:
-        from unetr_pp.networks.nnunet import default_topology
-        pools, convs = default_topology(patch_size)
+        pools, convs = plans_topology(patch_size)
         plans.update(patch_size=[int(p) for p in patch_size], pool_op_kernel_sizes=pools, conv_kernel_sizes=convs)
         plans.get("network_kwargs", {}).get("unetr_pp", {}).pop("stem_stride", None)
     if in_channels is not None:

@@ -14,45 +14,12 @@ from unetr_pp.utilities.errors import UnetrPPError
 NETWORK_NAME = "nnU-Net UNet"
 BASE_FEATURES = 32
 MAX_FEATURES = 320
-MIN_POOL_EDGE = 8
-MAX_POOLS = 5
 BUILD_OPTIONS = ("base_features", "max_features")
 
 
 def stage_features(n_stages: int, base: int = BASE_FEATURES, maximum: int = MAX_FEATURES) -> list[int]:
     """min(base * 2^i, maximum) for every stage i."""
     return [min(base * 2 ** i, maximum) for i in range(n_stages)]
-
-
-def default_topology(patch_size: Sequence[int], spacing: Sequence[float] | None = None
-                     ) -> tuple[list[list[int]], list[list[int]]]:
-    """nnU-Net rules: (pool_op_kernel_sizes, conv_kernel_sizes) for a patch; an axis is pooled while it is >= 8
-    voxels and its spacing is within 2x of the finest (at most 5 pools); conv kernel 1 until that holds, then 3."""
-    shape = np.array(patch_size, dtype=float)
-    sp = np.ones(len(shape)) if spacing is None else np.array(spacing, dtype=float)
-    pools, convs = [], []
-    kernel = [1] * len(shape)
-    for _ in range(MAX_POOLS):
-        fine = sp.min()
-        kernel = [3 if k == 3 or s <= 2 * fine else 1 for k, s in zip(kernel, sp)]
-        pool = [2 if (n >= MIN_POOL_EDGE and s <= 2 * fine) else 1 for n, s in zip(shape, sp)]
-        if not any(p == 2 for p in pool):
-            break
-        convs.append(list(kernel))
-        pools.append(pool)
-        shape = shape / np.array(pool)
-        sp = sp * np.array(pool)
-    fine = sp.min()
-    convs.append([3 if k == 3 or s <= 2 * fine else 1 for k, s in zip(kernel, sp)])
-    return pools, convs
-
-
-def conv_kernels_for_pools(pool_op_kernel_sizes: Sequence[Sequence[int]]) -> list[list[int]]:
-    """Conv kernel per stage for a pooling list: 3 on an axis from the stage that first pools it on, else 1."""
-    pools = [list(p) for p in pool_op_kernel_sizes]
-    ndim = len(pools[0]) if pools else 3
-    return [[3 if any(p[a] > 1 for p in pools[:stage + 1]) else 1 for a in range(ndim)]
-            for stage in range(len(pools) + 1)]
 
 
 class ConvNormAct(nn.Sequential):

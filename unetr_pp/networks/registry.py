@@ -1,10 +1,13 @@
-"""Network registry: architecture name -> module with `build(plans_config, deep_supervision, **kwargs)`."""
+"""Network registry: architecture name -> module with `build(plans_config, deep_supervision, **kwargs)` and,
+optionally, `validate(plans_config, **kwargs) -> list[str]` (problems of its settings before anything is built)."""
 from __future__ import annotations
 
 import importlib
+from typing import Mapping
 
 from torch import nn
 
+from unetr_pp.io.plans import Configuration
 from unetr_pp.utilities.errors import UnetrPPError
 
 NETWORK_MODULES: dict[str, str] = {
@@ -19,7 +22,25 @@ NETWORK_MODULES: dict[str, str] = {
 NETWORK_NAMES: tuple[str, ...] = tuple(NETWORK_MODULES)
 
 
-def build_network(name: str, plans_config: dict, deep_supervision: bool) -> nn.Module:
+def _as_mapping(plans_config: Configuration | Mapping) -> Mapping:
+    return plans_config.to_json() if isinstance(plans_config, Configuration) else plans_config
+
+
+def network_problems(plans_config: Configuration | Mapping) -> list[str]:
+    """Each network named in network_kwargs checks its own settings against the configuration (patch, strides)."""
+    plans_config = _as_mapping(plans_config)
+    problems = []
+    for name, kwargs in (plans_config.get("network_kwargs") or {}).items():
+        if name not in NETWORK_MODULES:
+            problems.append(f"network_kwargs: unknown network {name!r}; valid names: {', '.join(NETWORK_NAMES)}")
+            continue
+        validate = getattr(importlib.import_module(NETWORK_MODULES[name]), "validate", None)
+        if validate is not None:
+            problems += validate(plans_config, **dict(kwargs or {}))
+    return problems
+
+
+def build_network(name: str, plans_config: Configuration | Mapping, deep_supervision: bool) -> nn.Module:
     """The network `name` for a plans configuration; input (B, num_input_channels, *patch_size).
 
     Architecture settings come from plans_config["network_kwargs"][name]. Train mode with deep supervision
@@ -27,6 +48,7 @@ def build_network(name: str, plans_config: dict, deep_supervision: bool) -> nn.M
     """
     if name not in NETWORK_MODULES:
         raise UnetrPPError(f"unknown network {name!r}; valid names: {', '.join(NETWORK_NAMES)}")
+    plans_config = _as_mapping(plans_config)
     kwargs = dict((plans_config.get("network_kwargs") or {}).get(name) or {})
     module = importlib.import_module(NETWORK_MODULES[name])
     return module.build(plans_config, deep_supervision, **kwargs)

@@ -6,7 +6,7 @@ per-dataset differences (E/F sharing, extra conv52, stem stride) are options, se
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -136,6 +136,19 @@ class UNETRPP(nn.Module):
         if self.deep_supervision and self.training:
             return self.forward_heads(x)
         return self.out1(self._decode(x)[0])
+
+
+def validate(plans_config: Mapping, **kwargs) -> list[str]:
+    """Problems of UNETR++ settings: a stem stride of 3 positive integers that, x 8, divides the patch."""
+    stem, patch = kwargs.get("stem_stride"), plans_config.get("patch_size")
+    if stem is None or not isinstance(patch, list):
+        return []
+    if not (isinstance(stem, list) and len(stem) == 3 and all(isinstance(v, int) and v > 0 for v in stem)):
+        return [f"network_kwargs.unetr_pp.stem_stride must be 3 positive integers, got {stem!r}"]
+    if any(p % (8 * s) for p, s in zip(patch, stem)):
+        return [f"patch_size {patch} is not divisible by the UNETR++ total stride {[8 * s for s in stem]} "
+                f"(stem_stride {stem} x 8)"]
+    return []
 
 
 def build(plans_config: dict, deep_supervision: bool, **kwargs) -> UNETRPP:

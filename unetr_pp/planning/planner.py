@@ -1,4 +1,4 @@
-"""Experiment planner (nnU-Net v2 `ExperimentPlanner` rules, REFERENCE.md section 1) -> plans dict.
+"""Experiment planner (the rules of nnU-Net v2's `ExperimentPlanner`, nnunetv2/experiment_planning) -> Plans.
 
 Output follows docs/architecture.md "Plans"; spacing, patch, shapes and kernels of a configuration are
 in the transposed axis order (lowest resolution axis first).
@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from unetr_pp.io import DatasetInfo
+from unetr_pp.io.plans import Plans
 from unetr_pp.planning.topology import feature_map_size, get_pool_and_conv_props
 from unetr_pp.preprocessing.normalization import USES_MASK, scheme_for_channel
 from unetr_pp.preprocessing.resampling import ANISOTROPY_THRESHOLD, compute_new_shape
@@ -107,7 +108,7 @@ def _configuration(identifier: str, spacing, median_shape, dataset_voxels, info,
     return config
 
 
-def plan_experiment(fingerprint: dict, info: DatasetInfo, plans_identifier: str) -> dict:
+def plan_experiment(fingerprint: dict, info: DatasetInfo, plans_identifier: str) -> Plans:
     """Plans for `3d_fullres` (always) and `3d_lowres` (nnU-Net v2 rule, see docs/preprocessing.md)."""
     spacings, shapes = fingerprint["spacings"], fingerprint["shapes_after_crop"]
     stats = fingerprint["foreground_intensity_properties_per_channel"]
@@ -128,7 +129,7 @@ def plan_experiment(fingerprint: dict, info: DatasetInfo, plans_identifier: str)
     lowres = _plan_lowres(configs["3d_fullres"], median_shape, n_cases, info, schemes, use_mask, plans_identifier)
     if lowres is not None:
         configs["3d_lowres"] = lowres
-    return {
+    return Plans.from_json({
         "plans_identifier": plans_identifier,
         "dataset_name": info.name,
         "channel_names": {str(k): v for k, v in sorted(info.channel_names.items())},
@@ -144,7 +145,7 @@ def plan_experiment(fingerprint: dict, info: DatasetInfo, plans_identifier: str)
         "overrides": {},
         "preset_splits": None,
         "configurations": configs,
-    }
+    }, f"plans of {info.root}")
 
 
 def _plan_lowres(fullres: dict, median_shape: np.ndarray, n_cases: int, info: DatasetInfo, schemes, use_mask,

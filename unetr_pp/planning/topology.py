@@ -86,6 +86,14 @@ def conv_kernels_for_pooling(spacing: Sequence[float], pools: Sequence[Sequence[
     return tuple(convs)
 
 
+def plans_topology(patch_size: Sequence[int], spacing: Sequence[float] | None = None
+                   ) -> tuple[list[list[int]], list[list[int]]]:
+    """(pool_op_kernel_sizes, conv_kernel_sizes) as plans lists for a patch, by get_pool_and_conv_props
+    (isotropic spacing when none is given)."""
+    topo = get_pool_and_conv_props([1.0] * len(patch_size) if spacing is None else spacing, patch_size)
+    return [list(p) for p in topo.pool_op_kernel_sizes], [list(k) for k in topo.conv_kernel_sizes]
+
+
 def features_per_stage(num_stages: int) -> list[int]:
     """min(32 * 2 ** i, 320) per stage."""
     return [min(BASE_FEATURES * 2 ** i, MAX_FEATURES_3D) for i in range(num_stages)]

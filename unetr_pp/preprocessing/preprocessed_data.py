@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from unetr_pp.io import read_case_images
+from unetr_pp.io.plans import Plans
 from unetr_pp.preprocessing.cropping import crop_with_properties
 from unetr_pp.preprocessing.preprocessor import preprocess_arrays
 from unetr_pp.utilities.errors import UnetrPPError
@@ -40,7 +41,7 @@ def load_case(folder: str | os.PathLike, case_id: str, mmap: bool = True) -> Pre
 
 
 def preprocess_case_for_inference(
-    image_paths: Sequence[str | os.PathLike], plans: dict, configuration: str
+    image_paths: Sequence[str | os.PathLike], plans: Plans, configuration: str
 ) -> tuple[np.ndarray, dict]:
     """Raw channel files of one case -> (float32 (C, z, y, x) preprocessed like training data, properties).
 

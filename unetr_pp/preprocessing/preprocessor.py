@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from unetr_pp.io import CaseFiles
+from unetr_pp.io.plans import Plans
 from unetr_pp.preprocessing.cropping import OUTSIDE_MASK_LABEL
 from unetr_pp.preprocessing.fingerprint import load_or_crop
 from unetr_pp.preprocessing.normalization import normalize
@@ -28,20 +29,19 @@ SEED = 1234
 CASE_FILES = ("{}.npy", "{}_seg.npy", "{}_fg.npz", "{}.json")
 
 
-def configuration_signature(plans: dict, configuration: str) -> str:
+def configuration_signature(plans: Plans, configuration: str) -> str:
     """Hash of everything that determines a preprocessed case of `configuration`."""
-    config = plans["configurations"][configuration]
+    plans_json, config = plans.to_json(), plans.configuration(configuration).to_json()
     relevant = {
-        "transpose_forward": plans["transpose_forward"],
-        "intensity": plans["foreground_intensity_properties_per_channel"],
-        "labels": plans["labels"],
+        **{key: plans_json[key] for key in ("transpose_forward", "labels")},
+        "intensity": plans_json["foreground_intensity_properties_per_channel"],
         **{k: config[k] for k in ("spacing", "normalization_schemes", "use_mask_for_norm", "resampling")},
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def preprocess_arrays(
-    data: np.ndarray, seg: np.ndarray, crop_properties: dict, plans: dict, configuration: str,
+    data: np.ndarray, seg: np.ndarray, crop_properties: dict, plans: Plans, configuration: str,
     with_seg: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """Cropped data (C, z, y, x) + seg (1, z, y, x, -1 outside the nonzero mask) -> preprocessed arrays.
@@ -50,24 +50,24 @@ def preprocess_arrays(
     of docs/architecture.md. Seg keeps -1 only when some channel normalizes inside the mask; without
     `with_seg` (prediction: seg is only the nonzero mask) it is not resampled and None is returned.
     """
-    config = plans["configurations"][configuration]
-    forward = list(plans["transpose_forward"])
-    data = normalize(np.asarray(data), seg, config["normalization_schemes"], config["use_mask_for_norm"],
-                     plans["foreground_intensity_properties_per_channel"])
-    use_mask = any(config["use_mask_for_norm"])
+    config = plans.configuration(configuration)
+    forward = list(plans.transpose_forward)
+    data = normalize(np.asarray(data), seg, list(config.normalization_schemes), list(config.use_mask_for_norm),
+                     plans.foreground_intensity_properties_per_channel)
+    use_mask = any(config.use_mask_for_norm)
     seg = np.array(seg)
     if not use_mask:
         seg[seg == OUTSIDE_MASK_LABEL] = 0
     axes = [0] + [a + 1 for a in forward]
     data, seg = data.transpose(axes), seg.transpose(axes)
     spacing = [crop_properties["original_spacing"][a] for a in forward]
-    target = [float(v) for v in config["spacing"]]
+    target = list(config.spacing)
     new_shape = compute_new_shape(data.shape[1:], spacing, target)
-    res = config["resampling"]
-    axis = get_separate_z_axis(spacing, target, res["separate_z_anisotropy_threshold"])
-    data = resample_data_or_seg(np.ascontiguousarray(data), new_shape, False, axis, res["order_data"], res["order_z"])
+    res = config.resampling
+    axis = get_separate_z_axis(spacing, target, res.separate_z_anisotropy_threshold)
+    data = resample_data_or_seg(np.ascontiguousarray(data), new_shape, False, axis, res.order_data, res.order_z)
     if with_seg:
-        seg = resample_data_or_seg(np.ascontiguousarray(seg), new_shape, True, axis, res["order_seg"], 0)
+        seg = resample_data_or_seg(np.ascontiguousarray(seg), new_shape, True, axis, res.order_seg, 0)
     properties = {
         key: crop_properties[key]
         for key in ("case_id", "geometry", "original_shape", "bbox", "shape_after_cropping", "original_spacing")
@@ -96,14 +96,6 @@ def class_locations(seg: np.ndarray, classes: list[int]) -> dict[int, np.ndarray
     return out
 
 
-def foreground_classes(plans: dict) -> list[int]:
-    """Label ids other than background (and the ids used by regions)."""
-    ids = {int(k) for k in plans["labels"]}
-    for members in (plans.get("regions") or {}).values():
-        ids.update(int(v) for v in members)
-    return sorted(i for i in ids if i > 0)
-
-
 def case_is_done(folder: Path, case_id: str, signature: str) -> bool:
     """All four files exist and the properties were written for `signature`."""
     if not all((folder / pattern.format(case_id)).is_file() for pattern in CASE_FILES):
@@ -119,7 +111,7 @@ class _Job:
     case: CaseFiles
     cropped_folder: Path
     out_folder: Path
-    plans: dict
+    plans: Plans
     configuration: str
     signature: str
 
@@ -140,7 +132,7 @@ def _run_case(job: _Job) -> bool:
     data, seg, properties = preprocess_arrays(cropped.data, cropped.seg, cropped.properties, job.plans,
                                               job.configuration)
     properties["signature"] = job.signature
-    _write_case(job.out_folder, case_id, data, seg, properties, class_locations(seg, foreground_classes(job.plans)))
+    _write_case(job.out_folder, case_id, data, seg, properties, class_locations(seg, job.plans.foreground_classes))
     return True
 
 
@@ -152,11 +144,11 @@ def remove_stale_temp_files(folder: Path) -> None:
 
 
 def preprocess_configuration(
-    cases: list[CaseFiles], cropped_folder: Path, task_folder: Path, plans: dict, configuration: str,
+    cases: list[CaseFiles], cropped_folder: Path, task_folder: Path, plans: Plans, configuration: str,
     num_processes: int,
 ) -> int:
     """Preprocess every case for `configuration`; returns how many were (re)computed (the rest were done)."""
-    out_folder = task_folder / plans["configurations"][configuration]["data_identifier"]
+    out_folder = task_folder / plans.configuration(configuration).data_identifier
     out_folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(out_folder)
     signature = configuration_signature(plans, configuration)

@@ -2,7 +2,6 @@
 atomic checkpoints, crash-safe `-c`, DDP). Subclasses in `trainers/` pick the network and recipe changes."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -17,7 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from unetr_pp.inference.models import resolve_device
+from unetr_pp.io.plans import Plans
 from unetr_pp.networks import build_network
 from unetr_pp.training import distributed
 from unetr_pp.training.checkpoints import (find_resume_checkpoint, load_pretrained_weights, read_checkpoint,
@@ -26,11 +25,10 @@ from unetr_pp.training.data import LoaderSettings, fold_cases, load_or_create_sp
 from unetr_pp.training.losses import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, hard_counts, pseudo_dice
 from unetr_pp.training.progress import TrainingLog, empty_plot_stuff, plot_progress
 from unetr_pp.training.schedule import poly_lr, set_lr
-from unetr_pp.training.validation import validate_fold
+from unetr_pp.utilities.device import resolve_device
 from unetr_pp.utilities.errors import UnetrPPError
 
 EMA_OLD = 0.9
-HASH_FILE_VAR = "unetr_pp_test_weights_hash_file"
 
 
 @dataclass
@@ -64,7 +62,7 @@ class FoldSetup:
     fold: str
     configuration: str
     plans_identifier: str
-    plans: dict
+    plans: Plans
     task_folder: Path
     data_folder: Path
     output_folder: Path
@@ -93,13 +91,9 @@ class Trainer:
         self.device = resolve_device(options.device)
         self.dist = distributed.setup(self.device)
         self.setup = setup
-        self.plans = json.loads(json.dumps(self.prepare_plans(setup.plans, setup.configuration)))
-        if setup.configuration not in self.plans.get("configurations", {}):
-            available = ", ".join(self.plans.get("configurations", {}))
-            raise UnetrPPError(f"plans {setup.plans_identifier} of {setup.task} have no configuration "
-                               f"{setup.configuration!r} (available: {available})")
-        self.config = self.plans["configurations"][setup.configuration]
-        self.regions = bool(self.plans.get("regions"))
+        self.plans = self.prepare_plans(setup.plans, setup.configuration)
+        self.config = self.plans.configuration(setup.configuration)
+        self.regions = self.plans.is_region_task
         self.output_folder = setup.output_folder
         self.log = TrainingLog(self.output_folder if self.dist.is_main else None, echo=self.dist.is_main)
         self.amp = self.device.type == "cuda"
@@ -109,7 +103,7 @@ class Trainer:
         self.network: nn.Module | None = None
 
     # ----- recipe hooks (subclasses override) -----
-    def prepare_plans(self, plans: dict, configuration: str) -> dict:
+    def prepare_plans(self, plans: Plans, configuration: str) -> Plans:
         """The plans this trainer trains with (preset trainers apply their preset here)."""
         return plans
 
@@ -148,7 +142,7 @@ class Trainer:
         """What the predictor needs to rebuild the network, and what `-c` checks."""
         s = self.setup
         return {"trainer": self.name, "network": self.network_name, "configuration": s.configuration,
-                "plans_identifier": s.plans_identifier, "task": s.task, "fold": s.fold, "plans": self.plans}
+                "plans_identifier": s.plans_identifier, "task": s.task, "fold": s.fold, "plans": self.plans.to_json()}
 
     def _prepare_fold(self) -> None:
         """Seed, split and network (shared by training and `--val`)."""
@@ -160,7 +154,7 @@ class Trainer:
         if self.setup.fold == "all":
             self.train_ids, self.val_ids = list(case_ids), list(case_ids)
         else:
-            splits = load_or_create_splits(self.setup.task_folder, case_ids, self.plans.get("preset_splits"))
+            splits = load_or_create_splits(self.setup.task_folder, case_ids, self.plans.preset_splits)
             self.train_ids, self.val_ids = fold_cases(splits, self.setup.fold, case_ids)
         self.network = self.build_network().to(self.device)
 
@@ -187,14 +181,14 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.network, device_ids=ids)
         settings = LoaderSettings(
-            patch_size=tuple(int(p) for p in self.config["patch_size"]),
-            batch_size=distributed.rank_batch_size(int(self.config["batch_size"]), self.dist),
+            patch_size=self.config.patch_size,
+            batch_size=distributed.rank_batch_size(self.config.batch_size, self.dist),
             deep_supervision_scales=scales, oversample_foreground_percent=self.oversample_foreground_percent,
             num_processes=self.options.num_processes,
             seed=self.seed + 7919 * self.epoch, rank=self.dist.rank,
-            regions=list(self.plans["regions"].values()) if self.regions else None)
+            regions=self.plans.region_label_sets)
         self.train_loader, self.val_loader = make_loaders(self.setup.data_folder, self.train_ids, self.val_ids,
-                                                          self.plans, self.setup.configuration, settings)
+                                                          self.config, settings)
         self._log_setup(settings)
 
     def _log_setup(self, settings: LoaderSettings) -> None:
@@ -203,14 +197,14 @@ class Trainer:
                  f"configuration {self.setup.configuration}, plans {self.setup.plans_identifier}")
         self.log(f"device {self.device}, AMP {self.amp}, processes {self.dist.world_size}, seed {self.seed}, "
                  f"deterministic {self.options.deterministic}, optimizer {self.options.optimizer} lr {self.base_lr}")
-        self.log(f"patch {list(settings.patch_size)}, batch {self.config['batch_size']} "
+        self.log(f"patch {list(settings.patch_size)}, batch {self.config.batch_size} "
                  f"({settings.batch_size} per process), deep supervision scales {settings.deep_supervision_scales}")
         self.log(f"network parameters {params:,}; {len(self.train_ids)} training / "
                  f"{len(self.val_ids)} validation cases")
         self.log(f"loss {type(self.loss.loss).__name__} ({'sigmoid, regions' if self.regions else 'softmax, labels'}), "
                  f"deep supervision weights {[round(w, 3) for w in self.loss.weights]}")
         self.log(f"options {json.dumps(asdict(self.options), default=str)}")
-        self.log(f"plans {json.dumps(self.plans['configurations'][self.setup.configuration])}")
+        self.log(f"plans {json.dumps(self.config.to_json())}")
 
     # ----- checkpoints -----
     def checkpoint_content(self) -> dict[str, Any]:
@@ -319,7 +313,7 @@ class Trainer:
             self.plot_stuff[key].append(value)
         self.log(f"epoch {self.epoch}/{self.options.epochs}: train loss {history['train_loss']:.4f}, "
                  f"val loss {history['val_loss']:.4f}, pseudo Dice {dice:.4f} "
-                 f"(per class {[round(d, 4) for d in per_class]}), EMA {_fmt(ema)}, lr {lr:.6f}, "
+                 f"(per class {[round(d, 4) for d in per_class]}), EMA {fmt_metric(ema)}, lr {lr:.6f}, "
                  f"epoch time {history['epoch_time']:.1f} s")
         self._save_epoch(ema)
 
@@ -335,7 +329,7 @@ class Trainer:
             plot_progress(self.plot_stuff, self.output_folder / "progress.png")
 
     def run_training(self) -> None:
-        """Train up to `epochs`, save model_final_checkpoint (model_latest removed), then validate the fold."""
+        """Train up to `epochs`, save model_final_checkpoint (model_latest removed); every rank waits for the others."""
         try:
             while self.epoch < self.options.epochs:
                 self.run_epoch()
@@ -343,13 +337,9 @@ class Trainer:
             if self.dist.is_main:
                 (self.output_folder / "model_latest.model").unlink(missing_ok=True)
                 (self.output_folder / "model_latest.model.json").unlink(missing_ok=True)
-            self._write_weights_hash()
         finally:
             self.close()
         distributed.barrier(self.dist)
-        if self.dist.is_main:
-            self.validate()
-        distributed.cleanup(self.dist)
 
     def load_final_for_validation(self) -> None:
         """`--val` alone: seed, split, network with the weights of model_final_checkpoint."""
@@ -359,25 +349,6 @@ class Trainer:
             raise UnetrPPError(f"{path}: not found; train the fold first (or continue it with -c)")
         self.network.load_state_dict(read_checkpoint(path).content["state_dict"])
 
-    def validate(self) -> dict:
-        """Predict, export and evaluate the fold's validation cases (TTA mirroring unless --val_disable_tta)."""
-        summary = validate_fold(self.network, self.plans, self.setup.configuration, self.setup.data_folder,
-                                self.val_ids, self.setup.task, self.output_folder, self.device,
-                                not self.options.val_disable_tta, self.log)
-        self.log(f"validation mean foreground Dice {_fmt(summary['foreground_mean']['Dice'])}; "
-                 f"training curves: {self.output_folder / 'progress.png'}")
-        return summary
-
-    def _write_weights_hash(self) -> None:
-        """Test hook (env unetr_pp_test_weights_hash_file): each rank writes a hash of its weights."""
-        target = os.environ.get(HASH_FILE_VAR)
-        if target:
-            digest = hashlib.sha256()
-            for key, value in self.network.state_dict().items():
-                digest.update(key.encode())
-                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-            Path(f"{target}.rank{self.dist.rank}").write_text(digest.hexdigest())
-
     def close(self) -> None:
         """Stop the data loader workers."""
         for loader in (getattr(self, "train_loader", None), getattr(self, "val_loader", None)):
@@ -385,5 +356,5 @@ class Trainer:
                 loader.close()
 
 
-def _fmt(value: float | None) -> str:
+def fmt_metric(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"

@@ -1,4 +1,5 @@
-"""Run a function over items in worker processes (or in-process) with a progress bar."""
+"""The one way work runs in parallel: spawned worker processes (never forked from a process that holds a
+network or large arrays), their default count from the CPUs this process may use, and a progress bar."""
 from __future__ import annotations
 
 import multiprocessing
@@ -22,6 +23,16 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def default_workers(cap: int) -> int:
+    """Default worker count: the usable CPUs (affinity mask respected), at most `cap`, at least 1."""
+    return max(1, min(int(cap), usable_cpus()))
+
+
+def spawn_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool whose workers are spawned, not forked."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], num_processes: int, desc: str, unit: str) -> list[R]:
     """`[fn(item) for item in items]` in order; in `spawn` worker processes when `num_processes` > 1.
 
@@ -35,9 +46,8 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], num_processes: int, d
                 results.append(fn(item))
                 bar.update()
             return results
-        context = multiprocessing.get_context("spawn")
         try:
-            with ProcessPoolExecutor(min(num_processes, len(items)), mp_context=context) as pool:
+            with spawn_pool(min(num_processes, len(items))) as pool:
                 for result in pool.map(fn, items):
                     results.append(result)
                     bar.update()

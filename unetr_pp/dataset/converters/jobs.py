@@ -1,18 +1,16 @@
 """File jobs: read one raw image, split channels / check and map labels, write into the task (parallel)."""
 from __future__ import annotations
 
-import multiprocessing
+import functools
 import shutil
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from unetr_pp.io.images import Geometry, read_image, write_image
 from unetr_pp.utilities.errors import UnetrPPError
+from unetr_pp.utilities.parallel import parallel_map
 
 
 @dataclass(frozen=True)
@@ -101,20 +99,5 @@ def execute(job: FileJob, root: Path) -> str | None:
 
 def run_jobs(jobs: list[FileJob], root: Path, num_processes: int, desc: str) -> list[str]:
     """Run every job (in `num_processes` worker processes when > 1) with a progress bar -> problems."""
-    problems: list[str] = []
-    with tqdm(total=len(jobs), desc=desc, unit="file") as bar:
-        if num_processes <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                problems.append(execute(job, root))
-                bar.update()
-        else:
-            context = multiprocessing.get_context("spawn")
-            try:
-                with ProcessPoolExecutor(min(num_processes, len(jobs)), mp_context=context) as pool:
-                    for future in as_completed([pool.submit(execute, job, root) for job in jobs]):
-                        problems.append(future.result())
-                        bar.update()
-            except BrokenProcessPool:
-                raise UnetrPPError(f"a conversion worker process died (out of memory?) while writing into {root}; "
-                                   f"retry with fewer processes, e.g. -np 1") from None
+    problems = parallel_map(functools.partial(execute, root=root), jobs, num_processes, desc, "file")
     return sorted(p for p in problems if p)

@@ -13,10 +13,12 @@ import torch
 from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
 from batchgenerators.transforms.abstract_transforms import Compose
 
+from unetr_pp.io.plans import Configuration
 from unetr_pp.preprocessing.preprocessed_data import load_case
 from unetr_pp.training.data.augmentation import sampling_patch_size, training_transforms, validation_transforms
 from unetr_pp.training.data.sampling import PatchDataLoader
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
+from unetr_pp.utilities.parallel import default_workers
 
 N_PROC_ENV = "unetr_pp_n_proc_DA"
 DEFAULT_MAX_PROCESSES = 12
@@ -39,10 +41,10 @@ class LoaderSettings:
 
 
 def default_num_processes() -> int:
-    """`$unetr_pp_n_proc_DA` if set (>= 0), else min(12, CPU count)."""
+    """`$unetr_pp_n_proc_DA` if set (>= 0), else min(12, usable CPUs)."""
     value = os.environ.get(N_PROC_ENV)
     if value is None or value.strip() == "":
-        return min(DEFAULT_MAX_PROCESSES, os.cpu_count() or 1)
+        return default_workers(DEFAULT_MAX_PROCESSES)
     try:
         number = int(value)
     except ValueError:
@@ -180,7 +182,7 @@ def _check_cases(data_folder: Path, case_ids: Sequence[str], num_channels: int, 
 
 
 def make_loaders(data_folder: Path, train_ids: Sequence[str], val_ids: Sequence[str],
-                 plans: dict, configuration: str, settings: LoaderSettings) -> tuple[BatchLoader, BatchLoader]:
+                 config: Configuration, settings: LoaderSettings) -> tuple[BatchLoader, BatchLoader]:
     """(training loader with moreDA augmentation, validation loader with patch sampling only).
 
     Training samples the enlarged patch nnU-Net v1 uses for rotation/scaling and cuts it back to
@@ -188,18 +190,14 @@ def make_loaders(data_folder: Path, train_ids: Sequence[str], val_ids: Sequence[
     Validation uses max(num_processes // 2, 1) workers (0 stays in-process).
     """
     data_folder = Path(data_folder)
-    config = (plans.get("configurations") or {}).get(configuration)
-    if config is None:
-        raise UnetrPPError(f"the plans have no configuration {configuration!r} "
-                           f"(available: {', '.join(plans.get('configurations') or {}) or 'none'})")
     _check_settings(settings)
     if not data_folder.is_dir():
         raise UnetrPPError(f"{data_folder}: preprocessed data folder not found (run unetr_pp_plan_and_preprocess)")
-    num_channels = int(config["num_input_channels"])
+    num_channels = config.num_input_channels
     _check_cases(data_folder, train_ids, num_channels, "training")
     _check_cases(data_folder, val_ids, num_channels, "validation")
     patch = tuple(int(p) for p in settings.patch_size)
-    use_mask = list(config.get("use_mask_for_norm") or [False] * num_channels)
+    use_mask = list(config.use_mask_for_norm)
     n_train = default_num_processes() if settings.num_processes is None else settings.num_processes
     n_val = max(n_train // 2, 1) if n_train > 0 else 0
     pin_memory = torch.cuda.is_available()

@@ -7,7 +7,8 @@ applied plans go into the checkpoint sidecar so prediction rebuilds the same net
 """
 from __future__ import annotations
 
-from unetr_pp.planning.presets import CONFIG, apply_preset_and_overrides
+from unetr_pp.io.plans import Plans
+from unetr_pp.planning.presets import CONFIG, merge_preset_and_overrides
 from unetr_pp.training.trainer import Trainer
 from unetr_pp.utilities.errors import UnetrPPError
 
@@ -18,16 +19,14 @@ class UNETRPPTrainer(Trainer):
     name = "unetr_pp_trainer"
     network_name = "unetr_pp"
 
-    def prepare_plans(self, plans: dict, configuration: str) -> dict:
+    def prepare_plans(self, plans: Plans, configuration: str) -> Plans:
         """Plans as given, or with this trainer's preset applied (see the module docstring)."""
-        if self.preset is None or plans.get("preset") == self.preset:
+        if self.preset is None or plans.preset == self.preset:
             return plans
         if configuration != CONFIG:
             raise UnetrPPError(f"trainer {self.name} trains the {self.preset} preset, which defines only {CONFIG}; "
                                f"got configuration {configuration!r}")
-        applied = apply_preset_and_overrides(plans, self.preset, [])
-        applied["overrides"] = plans.get("overrides", {})
-        return applied
+        return merge_preset_and_overrides(plans, self.preset, []).replace(overrides=plans.overrides)
 
 
 class UNETRPPTrainerSynapse(UNETRPPTrainer):

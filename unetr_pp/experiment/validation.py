@@ -1,5 +1,5 @@
-"""Final validation of a fold: predict its validation cases (landed predictor), export in original geometry to
-`validation_raw/`, evaluate against the raw task's labelsTr (landed evaluator) -> summary.{json,csv,md}."""
+"""Final validation of a fold: predict its validation cases, export them in the original geometry to
+`validation_raw/`, evaluate against the raw task's labelsTr -> summary.{json,csv,md}."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +12,7 @@ from torch import nn
 from unetr_pp.evaluation.folders import evaluate_folders
 from unetr_pp.inference.predictor import PredictionOptions, export_case, predict_preprocessed_case
 from unetr_pp.io import load_dataset_json
+from unetr_pp.io.plans import Plans
 from unetr_pp.paths import raw_data_folder
 from unetr_pp.preprocessing.preprocessed_data import load_case
 from unetr_pp.utilities.errors import UnetrPPError
@@ -30,7 +31,7 @@ def raw_labels_folder(task: str) -> Path:
     return labels
 
 
-def validate_fold(network: nn.Module, plans: dict, configuration: str, data_folder: Path, val_ids: Sequence[str],
+def validate_fold(network: nn.Module, plans: Plans, configuration: str, data_folder: Path, val_ids: Sequence[str],
                   task: str, output_folder: Path, device: torch.device, mirror: bool,
                   log: Callable[..., None]) -> dict:
     """Predict + export + evaluate `val_ids`; the network is used in eval mode (deep supervision off).

@@ -1,4 +1,5 @@
-"""plan_and_preprocess: (integrity) -> crop + fingerprint -> plans (+ preset/overrides) -> preprocess.
+"""plan_and_preprocess: (integrity) -> crop + fingerprint -> plans (+ preset/overrides, checked by the networks)
+-> preprocess. The orchestration above the preprocessing, planning and network stages.
 
 A new task's preprocessed folder is built as `$unetr_pp_preprocessed/.<Task>.partial` and renamed to
 `<Task>` when everything succeeded; a failure caused by the input removes it, an interruption keeps it
@@ -10,15 +11,18 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from unetr_pp import paths
 from unetr_pp.dataset.integrity import verify_dataset_integrity
 from unetr_pp.io import DatasetInfo, load_dataset_json
+from unetr_pp.io.plans import Plans
+from unetr_pp.networks.registry import network_problems
 from unetr_pp.planning.planner import plan_experiment
-from unetr_pp.planning.presets import apply_preset_and_overrides, load_preset, parse_override
+from unetr_pp.planning.presets import CONFIG, load_preset, merge_preset_and_overrides, parse_override
 from unetr_pp.preprocessing.fingerprint import extract_fingerprint
 from unetr_pp.preprocessing.preprocessor import preprocess_configuration
-from unetr_pp.utilities.errors import UnetrPPError
+from unetr_pp.utilities.errors import UnetrPPError, problems_error
 from unetr_pp.utilities.files import check_writable_dir, save_json
 
 
@@ -46,12 +50,23 @@ def _load_task(task_dir: Path, verify: bool, num_processes: int) -> DatasetInfo:
     return info
 
 
-def _summary(plans: dict) -> str:
-    lines = [f"plans {plans['plans_identifier']} for {plans['dataset_name']}: transpose {plans['transpose_forward']}"]
-    for name, cfg in plans["configurations"].items():
-        spacing = [round(s, 3) for s in cfg["spacing"]]
-        lines.append(f"  {name}: spacing {spacing}, patch {cfg['patch_size']}, batch {cfg['batch_size']}, "
-                     f"{len(cfg['pool_op_kernel_sizes'])} poolings, normalization {cfg['normalization_schemes']}")
+def apply_preset_and_overrides(plans: Plans, preset: str | None, overrides: Sequence[str]) -> Plans:
+    """The preset and overrides applied to 3d_fullres (planning's checks), then checked by each network named
+    in its network_kwargs; every problem is listed in one error."""
+    applied = merge_preset_and_overrides(plans, preset, overrides)
+    problems = [f"{CONFIG}: {p}" for p in network_problems(applied.configuration(CONFIG))]
+    if problems:
+        what = f"preset {preset!r} / overrides" if preset else "overrides"
+        raise problems_error(f"invalid plans after applying the {what}", problems)
+    return applied
+
+
+def _summary(plans: Plans) -> str:
+    lines = [f"plans {plans.plans_identifier} for {plans.dataset_name}: transpose {list(plans.transpose_forward)}"]
+    for name, cfg in plans.configurations.items():
+        spacing = [round(s, 3) for s in cfg.spacing]
+        lines.append(f"  {name}: spacing {spacing}, patch {list(cfg.patch_size)}, batch {cfg.batch_size}, "
+                     f"{len(cfg.pool_op_kernel_sizes)} poolings, normalization {list(cfg.normalization_schemes)}")
     return "\n".join(lines)
 
 
@@ -89,14 +104,14 @@ def _run(options: PlanAndPreprocessOptions, info: DatasetInfo, cropped_folder: P
     save_json(info.raw, work / "dataset.json")
     plans = plan_experiment(fingerprint, info, options.plans_identifier)
     plans = apply_preset_and_overrides(plans, options.preset, options.overrides)
-    save_json(plans, work / f"{options.plans_identifier}.json")
+    plans.save(work / f"{options.plans_identifier}.json")
     print(_summary(plans))
     if not options.preprocess:
         return
-    wanted = options.configurations or list(plans["configurations"])
+    wanted = options.configurations or list(plans.configurations)
     cases = sorted(info.training_cases, key=lambda c: c.case_id)
     for configuration in wanted:
-        if configuration not in plans["configurations"]:
+        if configuration not in plans.configurations:
             print(f"{configuration}: not planned for this dataset (3d_lowres is only made when the images are "
                   f"much larger than the 3d_fullres patch); skipped")
             continue
