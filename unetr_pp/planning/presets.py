@@ -99,7 +99,8 @@ def apply_preset_and_overrides(plans: dict, preset: str | None, overrides: Seque
         _merge(config, data.get(CONFIG, {}))
         explicit.update(data.get(CONFIG, {}))
         plans["preset"] = preset
-        plans["preset_splits"] = data.get("preset_splits")
+        if data.get("preset_splits"):
+            plans["preset_splits"] = data["preset_splits"]
     parsed = [parse_override(o) for o in overrides]
     for key, value in parsed:
         _set_dotted(config, key, value)
