@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from convert_fakes import DIRECTION, ORIGIN_XYZ, SPACING_XYZ, label_map, read, tree_digest, volume, write
+from convert_fakes import DIRECTION, ORIGIN_XYZ, SPACING_XYZ, label_map, read, tree_digest, volume
 from release_fakes import (
     KITS_AFFINE, KITS_SHAPE, TCIA_ORIGIN_XYZ, TCIA_SPACING_XYZ, kits_arrays, make_amos, make_btcv_json, make_feta,
     make_flare, make_kits, make_lits, make_tcia, masilab_list,
@@ -94,7 +94,8 @@ def test_kits19_reoriented_to_ras_with_every_voxel_at_its_physical_place(tmp_pat
     assert result.path.name == "Task040_KiTS2019" and info.raw["unetr_pp_conversion"]["reoriented_to"] == "RAS"
     assert ids(info.training_cases) == ["case_00000", "case_00001"] and ids(info.test_cases) == ["case_00210"]
     source_image, source_seg = kits_arrays(1)
-    for name, source in (("imagesTr/case_00001_0000.nii.gz", source_image), ("labelsTr/case_00001.nii.gz", source_seg)):
+    files = (("imagesTr/case_00001_0000.nii.gz", source_image), ("labelsTr/case_00001.nii.gz", source_seg))
+    for name, source in files:
         array, geometry = read_image(result.path / name)
         assert geometry.spacing == pytest.approx((3.0, 0.78, 0.78))  # slice axis first, as the other CT tasks
         assert geometry.itk_direction == pytest.approx((-1, 0, 0, 0, -1, 0, 0, 0, 1))

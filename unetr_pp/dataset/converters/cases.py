@@ -61,7 +61,8 @@ class Scan:
     def add(self, case: Case) -> None:
         """Add a case; a second one with the same id is a problem."""
         if case.case_id in self.cases:
-            self.problems.append(f"{case.image}: case {case.case_id} appears twice (also {self.cases[case.case_id].image})")
+            other = self.cases[case.case_id].image
+            self.problems.append(f"{case.image}: case {case.case_id} appears twice (also {other})")
         else:
             self.cases[case.case_id] = case
 

@@ -65,7 +65,8 @@ def plan_lits(raw: Path, task_name: str) -> TaskPlan:
     for path in _lits_files(raw):
         match = _LITS_RE.match(path.name)
         if match is None:
-            scan.problems.append(f"{path}: unexpected file (expected volume-N.nii, segmentation-N.nii, test-volume-N.nii)")
+            scan.problems.append(f"{path}: unexpected file "
+                                 f"(expected volume-N.nii, segmentation-N.nii, test-volume-N.nii)")
             continue
         key = (match.group(1), int(match.group(2)))
         if key in found:
