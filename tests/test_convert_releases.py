@@ -143,8 +143,28 @@ def test_official_split_reaches_the_plans(env_folders):
     plans = json.loads(next((env_folders["unetr_pp_preprocessed"] / "Task018_BTCV_MONAI").glob("*Plans*.json"))
                        .read_text())
     assert plans["preset_splits"] == {"0": {"val": ["img0006"]}}
+    assert plan_main(["-t", "18", "--no_preprocessing", "--preset", "demo", "-p", "demo_plans"]) == 0
+    plans = json.loads((env_folders["unetr_pp_preprocessed"] / "Task018_BTCV_MONAI" / "demo_plans.json").read_text())
+    assert plans["preset"] == "demo" and plans["preset_splits"] == {"0": {"val": ["img0006"]}}
+    assert plan_main(["-t", "18", "--no_preprocessing", "--preset", "synapse", "-p", "syn_plans"]) == 0
+    plans = json.loads((env_folders["unetr_pp_preprocessed"] / "Task018_BTCV_MONAI" / "syn_plans.json").read_text())
+    assert plans["preset_splits"]["0"]["val"][:2] == ["img0001", "img0002"]  # a preset's own split wins
 
 
 def test_option_for_another_source_is_refused(tmp_path):
     with pytest.raises(UnetrPPError, match="--modality does not apply to --source lits"):
         convert_task("lits", make_lits(tmp_path / "download"), output_dir=tmp_path / "out", modality="ct")
+
+
+def test_cli_with_a_json_list(tmp_path, capsys):
+    from unetr_pp.cli.convert_task import main
+
+    raw = make_flare(tmp_path / "FLARE21")
+    listed = masilab_list(tmp_path / "dataset_FLARE.json", ["train_000", "train_002"], ["train_001"], "_0000")
+    assert main(["--source", "flare21", "-i", str(raw), "-o", str(tmp_path / "out"), "--split_json", str(listed),
+                 "-np", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Task221_FLARE2021: 2 training case(s), 1 test case(s)" in out and "left out" in out
+    assert main(["--source", "lits", "-i", str(raw), "--split_json", str(listed)]) == 2
+    assert "--split_json does not apply to --source lits (only to: amos, flare21, feta, btcv_json)" in \
+        capsys.readouterr().err
