@@ -111,7 +111,8 @@ def test_kits19_reoriented_to_ras_with_every_voxel_at_its_physical_place(tmp_pat
 def test_lits_batches_and_test_volumes(tmp_path):
     result, info = convert("lits", make_lits(tmp_path / "download"), tmp_path / "out")
     assert result.path.name == "Task029_LiTS" and info.labels == {0: "background", 1: "liver", 2: "tumor"}
-    assert ids(info.training_cases) == ["lits_000", "lits_001", "lits_028"] and ids(info.test_cases) == ["lits_test_000"]
+    assert ids(info.training_cases) == ["lits_000", "lits_001", "lits_028"]
+    assert ids(info.test_cases) == ["lits_test_000"]
     assert_same_file_content(result.path / "labelsTr" / "lits_028.nii.gz", label_map(28, [0, 1, 2]))
     assert_same_file_content(result.path / "imagesTs" / "lits_test_000_0000.nii.gz", volume(70))
 
