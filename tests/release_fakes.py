@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import locale
 from pathlib import Path
 
 import nibabel as nib
@@ -86,7 +87,18 @@ def make_lits(root: Path) -> Path:
 
 
 def write_dicom_series(array: np.ndarray, folder: Path, spacing_xyz, origin_xyz, uid: str) -> None:
-    """Write a (z, y, x) int16 array as one CT DICOM series (one file per slice, axial, LPS)."""
+    """Write a (z, y, x) int16 array as one CT DICOM series (one file per slice, axial, LPS).
+
+    GDCM's writer resets the process locale to "C" (Python then decodes text as ASCII): it is restored.
+    """
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_slices(array, folder, spacing_xyz, origin_xyz, uid)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_slices(array: np.ndarray, folder: Path, spacing_xyz, origin_xyz, uid: str) -> None:
     folder.mkdir(parents=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
