@@ -104,3 +104,19 @@ def test_tcia_and_btcv_json_problems(tmp_path):
     assert "labelsTr/label0002.nii.gz: file not found (listed in dataset_0.json 'training')" in text
     assert "imagesTr/img0009.nii.gz: not listed in dataset_0.json" in text
     assert "case img0001 appears twice" in text
+
+
+def test_json_list_problems(tmp_path):
+    raw = make_flare(tmp_path / "flare", validation=())
+    listed = tmp_path / "dataset_FLARE.json"
+    listed.write_text(json.dumps({"training": [{"label": "./labelsTr/train_000.nii.gz"}], "test": 3}))
+    text = conversion_error("flare21", raw, tmp_path / "out", split_json=listed)
+    assert "dataset_FLARE.json: not a valid json list: 2 problem(s) found" in text
+    assert "training[0] has no image path" in text and "'test' must be a list" in text
+    listed.write_text(json.dumps({"training": [{"image": "./imagesTr/train_000.nii.gz"},
+                                               {"image": "./imagesTr/train_007.nii.gz"}],
+                                  "validation": [{"image": "./imagesTr/train_001.nii.gz"}],
+                                  "test": ["./imagesTs/train_000_0000.nii.gz"]}))
+    text = conversion_error("flare21", raw, tmp_path / "out", split_json=listed)
+    assert "training entry train_007 (case train_007) is not in the release" in text
+    assert "case train_000 is listed in 'training' and 'test'" in text

@@ -15,7 +15,7 @@ from typing import Callable
 from unetr_pp.dataset.converters.dicom import read_series_header
 from unetr_pp.dataset.converters.jobs import FileJob
 from unetr_pp.dataset.converters.layout import (
-    Header, check_problems, check_same_grid, list_nifti, nifti_stem, read_3d_header,
+    Header, LayoutError, check_problems, check_same_grid, list_nifti, nifti_stem, read_3d_header,
 )
 from unetr_pp.dataset.converters.task_writer import ENDING, TaskPlan, dataset_json_v1
 from unetr_pp.utilities.errors import UnetrPPError
@@ -90,8 +90,9 @@ def load_split_list(path: Path) -> dict[str, list[str]]:
         names = [list_entry_name(e) for e in entries]
         problems += [f"{path}: {key}[{i}] has no image path" for i, n in enumerate(names) if n is None]
         sections[key] = [n for n in names if n is not None]
-    check_problems(path, "json list", problems, "  {\"training\": [{\"image\": ..., \"label\": ...}], "
-                                                 "\"validation\": [...], \"test\": [image, ...]}")
+    if problems:
+        raise LayoutError(f"{path}: not a valid json list: {len(problems)} problem(s) found", problems,
+                          '  {"training": [{"image": ..., "label": ...}], "validation": [...], "test": [image, ...]}')
     return sections
 
 
