@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from convert_fakes import make_acdc, make_brats, make_msd, make_synapse
+from release_fakes import make_amos, make_btcv_json, make_feta, make_flare, make_kits, make_lits, make_tcia
 
 from unetr_pp.dataset import integrity
 from unetr_pp.dataset.converters import convert_task
@@ -13,6 +14,13 @@ FAKES = {
     "acdc": make_acdc,
     "brats": make_brats,
     "msd": lambda root: make_msd(root, "Task01_BrainTumour", channels=4, test_labels=True),
+    "amos": make_amos,
+    "flare21": make_flare,
+    "feta": make_feta,
+    "kits19": make_kits,
+    "lits": make_lits,
+    "tcia_pancreas": make_tcia,
+    "btcv_json": make_btcv_json,
 }
 
 

@@ -1,4 +1,5 @@
-"""`unetr_pp_convert_task`: a downloaded Synapse/BTCV, ACDC, BraTS or MSD release -> a raw task folder."""
+"""`unetr_pp_convert_task`: a downloaded dataset release (Synapse/BTCV, ACDC, BraTS, MSD, AMOS, FLARE21, FeTA,
+KiTS19, LiTS, TCIA Pancreas-CT, BTCV json list) -> a raw task folder."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +11,10 @@ from unetr_pp.utilities.errors import cli_main
 _EPILOG = """\
 defaults per source: synapse -> Task002_Synapse (fixed 18/12 split, 12 test cases with labels),
 btcv -> Task017_BTCV (30 training + unlabelled challenge test cases), acdc -> Task001_ACDC,
-brats -> Task003_tumor, msd -> the MSD folder's own id and name (Task06_Lung -> Task006_Lung).
+brats -> Task003_tumor, msd -> the MSD folder's own id and name (Task06_Lung -> Task006_Lung),
+amos -> Task218_AMOS2022 (CT; Va = fold 0 validation), flare21 -> Task221_FLARE2021,
+feta -> Task222_FeTA2021, kits19 -> Task040_KiTS2019 (reoriented to RAS), lits -> Task029_LiTS,
+tcia_pancreas -> Task230_TCIAPancreas (DICOM series), btcv_json -> Task018_BTCV_MONAI (json split kept).
 The raw input is only read; the task is written to a temp folder and renamed at the end."""
 
 
@@ -33,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder that receives the task (default $unetr_pp_raw_data_base/unetr_pp_raw_data)")
     parser.add_argument("--name", default=None, help="task name (default: per source)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing task folder of that name")
+    parser.add_argument("--split_json", type=Path, default=None,
+                        help="amos, flare21, feta, btcv_json: a MONAI-style json list (e.g. MASILab's "
+                             "dataset_FLARE.json) choosing the cases: 'test' -> test set, 'validation' -> fold 0 "
+                             "validation (btcv_json default: RAW/dataset_0.json)")
+    parser.add_argument("--modality", choices=("ct", "mri", "all"), default=None,
+                        help="amos only: CT cases (ids <= 500, default), MRI cases (> 500) or all")
     parser.add_argument("-np", "--num_processes", type=int, default=default_num_processes(),
                         help="parallel file conversions (default: CPU count, at most 8)")
     return parser
@@ -46,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_processes < 1:
         parser.error("-np must be at least 1")
     result = convert_task(args.source, args.input, args.task_id, args.name, args.output, args.overwrite,
-                          args.num_processes)
+                          args.num_processes, args.split_json, args.modality)
     for warning in result.warnings:
         print(f"warning: {warning}")
     print(f"wrote {result.path}: {result.num_training} training case(s), {result.num_test} test case(s)")

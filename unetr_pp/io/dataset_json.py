@@ -63,6 +63,14 @@ class DatasetInfo:
         return values | {0}
 
     @property
+    def preset_splits(self) -> dict | None:
+        """The release's official split a converter recorded (`unetr_pp_conversion.preset_splits`,
+        `{"0": {"val": [case ids]}}`), used by planning as the plans' `preset_splits`; else None."""
+        conversion = self.raw.get("unetr_pp_conversion")
+        splits = conversion.get("preset_splits") if isinstance(conversion, dict) else None
+        return splits if isinstance(splits, dict) and splits else None
+
+    @property
     def foreground_labels(self) -> list[int]:
         """Label ids except background, sorted."""
         return sorted(v for v in self.label_values if v != 0)

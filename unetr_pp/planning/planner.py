@@ -143,7 +143,7 @@ def plan_experiment(fingerprint: dict, info: DatasetInfo, plans_identifier: str)
         "foreground_intensity_properties_per_channel": stats,
         "preset": None,
         "overrides": {},
-        "preset_splits": None,
+        "preset_splits": info.preset_splits,
         "configurations": configs,
     }, f"plans of {info.root}")
 

@@ -98,7 +98,9 @@ def merge_preset_and_overrides(plans: Plans, preset: str | None, overrides: Sequ
         data = load_preset(preset)
         _merge(config, data.get(CONFIG, {}))
         explicit.update(data.get(CONFIG, {}))
-        top.update(preset=preset, preset_splits=data.get("preset_splits"))
+        top["preset"] = preset
+        if data.get("preset_splits"):
+            top["preset_splits"] = data["preset_splits"]
     parsed = [parse_override(o) for o in overrides]
     for key, value in parsed:
         _set_dotted(config, key, value)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from unetr_pp.io.images import Geometry, read_image, write_image
 from unetr_pp.utilities.errors import UnetrPPError
@@ -19,8 +20,10 @@ class FileJob:
 
     `channels`: write volume `channels[i]` of a 4D (or multi-component) image to `targets[i]`; None: the
     image is 3D and `targets` has one entry. `label_values`: the file is a label map whose voxels must be
-    integers from this set; `label_map` then renames them (raw -> output). An unchanged `.nii.gz` is
-    copied byte for byte after the read has proven it complete.
+    integers from this set; `label_map` then renames them (raw -> output). `orientation` (e.g. "RAS"):
+    permute/flip the voxel axes to that ITK orientation, keeping every voxel's physical position. A
+    `source` folder is read as one DICOM series. An unchanged `.nii.gz` is copied byte for byte after
+    the read has proven it complete.
     """
 
     source: Path
@@ -28,6 +31,47 @@ class FileJob:
     channels: tuple[int, ...] | None = None
     label_values: frozenset[int] | None = None
     label_map: tuple[tuple[int, int], ...] | None = None
+    orientation: str | None = None
+
+
+def _to_sitk(array: np.ndarray, geometry: Geometry) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(geometry.itk_spacing)
+    image.SetOrigin(geometry.itk_origin)
+    image.SetDirection(geometry.itk_direction)
+    return image
+
+
+def _from_sitk(image: sitk.Image) -> tuple[np.ndarray, Geometry]:
+    geometry = Geometry(tuple(float(s) for s in reversed(image.GetSpacing())),
+                        tuple(float(v) for v in image.GetOrigin()), tuple(float(v) for v in image.GetDirection()))
+    return sitk.GetArrayFromImage(image), geometry
+
+
+def reorient(array: np.ndarray, geometry: Geometry, orientation: str) -> tuple[np.ndarray, Geometry]:
+    """(z, y, x) array -> the same voxels with axes permuted/flipped to the ITK `orientation` (e.g. "RAS")."""
+    return _from_sitk(sitk.DICOMOrient(_to_sitk(array, geometry), orientation))
+
+
+def dicom_series_files(folder: Path) -> list[str]:
+    """The files of the single DICOM series in `folder`, in slice order (UnetrPPError if not exactly one)."""
+    reader = sitk.ImageSeriesReader
+    ids = reader.GetGDCMSeriesIDs(str(folder))
+    if len(ids) != 1:
+        raise UnetrPPError(f"{folder}: holds {len(ids)} DICOM series, expected exactly one")
+    return list(reader.GetGDCMSeriesFileNames(str(folder), ids[0]))
+
+
+def read_source(path: Path) -> tuple[np.ndarray, Geometry]:
+    """Read an image file, or a folder holding one DICOM series -> (array (z, y, x), Geometry)."""
+    if not path.is_dir():
+        return read_image(path)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(dicom_series_files(path))
+    try:
+        return _from_sitk(reader.Execute())
+    except RuntimeError as err:
+        raise UnetrPPError(f"{path}: cannot read the DICOM series: {' '.join(str(err).split())[:200]}") from None
 
 
 def _select_channel(array: np.ndarray, geometry: Geometry, channel: int) -> tuple[np.ndarray, Geometry]:
@@ -69,8 +113,10 @@ def _write_3d(job: FileJob, array: np.ndarray, geometry: Geometry, destination: 
             return problem
         if job.label_map is not None:
             array = _map_labels(array, job.label_map)
-    unchanged = job.channels is None and job.label_map is None
-    if unchanged and job.source.name.lower().endswith(".nii.gz"):
+    if job.orientation is not None:
+        array, geometry = reorient(array, geometry, job.orientation)
+    unchanged = job.channels is None and job.label_map is None and job.orientation is None
+    if unchanged and job.source.is_file() and job.source.name.lower().endswith(".nii.gz"):
         shutil.copyfile(job.source, destination)
     else:
         write_image(array, geometry, destination)
@@ -81,7 +127,7 @@ def execute(job: FileJob, root: Path) -> str | None:
     """Run one job into the task folder `root`; returns a problem message instead of raising."""
     destination = root / job.targets[0]
     try:
-        array, geometry = read_image(job.source)
+        array, geometry = read_source(job.source)
         if job.channels is None:
             return _write_3d(job, array, geometry, destination)
         for channel, target in zip(job.channels, job.targets):

@@ -16,13 +16,36 @@ from unetr_pp.utilities.errors import UnetrPPError
 
 NIFTI_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 _GRID_TOL = 1e-4
+PER_KIND = 5
+_VARIABLE_RE = re.compile(r"\[[^\]]*\]|'[^']*'|\S*[/\\.]\S*|\d+")
+
+
+def problem_kind(problem: str) -> str:
+    """The message of a problem without its file name, paths, numbers and lists (groups alike problems)."""
+    _, sep, message = problem.partition(": ")
+    return _VARIABLE_RE.sub("#", message if sep else problem)
+
+
+def summarize_problems(problems: Sequence[str], per_kind: int = PER_KIND) -> list[str]:
+    """The first `per_kind` problems of each kind (in order), then one line per kind counting the rest."""
+    shown: dict[str, int] = {}
+    out: list[str] = []
+    for problem in problems:
+        kind = problem_kind(problem)
+        shown[kind] = shown.get(kind, 0) + 1
+        if shown[kind] <= per_kind:
+            out.append(problem)
+    for kind, count in shown.items():
+        if count > per_kind:
+            out.append(f"... and {count - per_kind} more problem(s) like: {kind}")
+    return out
 
 
 class LayoutError(UnetrPPError):
     """A raw folder that does not have a converter's layout: every problem, then the expected layout."""
 
     def __init__(self, message: str, problems: Sequence[str], expected: str) -> None:
-        super().__init__(message, problems)
+        super().__init__(message, summarize_problems(problems))
         self.expected = expected
 
     def __str__(self) -> str:

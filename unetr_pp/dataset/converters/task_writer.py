@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unetr_pp.dataset.converters.jobs import FileJob, run_jobs
-from unetr_pp.utilities.errors import UnetrPPError, problems_error
+from unetr_pp.dataset.converters.layout import summarize_problems
+from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import check_writable_dir, save_json
 
 TASK_FOLDERS = ("imagesTr", "labelsTr", "imagesTs")
@@ -101,7 +102,8 @@ def write_task(plan: TaskPlan, output_dir: Path, raw: Path, overwrite: bool, num
             (staging / folder).mkdir()
         problems = run_jobs(plan.jobs, staging, num_processes, desc=f"converting {plan.task_name}")
         if problems:
-            raise problems_error(f"{raw}: conversion to {plan.task_name} failed, nothing was written", problems)
+            raise UnetrPPError(f"{raw}: conversion to {plan.task_name} failed, nothing was written: "
+                               f"{len(problems)} problem(s) found", summarize_problems(problems))
         save_json(plan.dataset_json, staging / "dataset.json")
         for name, obj in plan.extra_json.items():
             save_json(obj, staging / name)
