@@ -32,13 +32,15 @@ TASK = "Task998_PrepMemory"
 SPACINGS = ((1.5, 0.8, 0.8), (1.25, 0.7, 0.7))
 STAGES = {  # module -> {function name: stage label}; names missing in a checkout are skipped
     "unetr_pp.preprocessing.fingerprint": {
-        "_analyze": "fingerprint case (total)", "read_case_images": "read image", "read_image": "read label",
-        "crop_with_properties": "crop", "save_npy": "save crop cache", "foreground_samples": "intensity samples",
+        "_analyze": "fingerprint case (total)", "_crop_into_cache": "read + crop + write cache",
+        "read_case_images": "read image", "read_case_channels": "read image", "read_image": "read label",
+        "crop_with_properties": "crop", "cropped_nonzero_mask": "crop", "save_npy": "save crop cache",
+        "save_npy_chunks": "save crop cache", "foreground_samples": "intensity samples",
     },
     "unetr_pp.preprocessing.preprocessor": {
         "_run_case": "preprocess case (total)", "load_or_crop": "load cropped", "normalize": "normalize",
-        "normalize_channels": "normalize", "resample_data_or_seg": "resample",
-        "resample_data": "resample data", "resample_seg": "resample seg",
+        "resample_data_or_seg": "resample", "preprocess_data": "normalize + resample data",
+        "save_npy": "save data", "preprocess_seg": "resample seg",
         "class_locations": "foreground locations", "_write_case": "save",
     },
 }

@@ -7,6 +7,8 @@ into 0 otherwise (docs/architecture.md: `<case>_seg.npy`).
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
@@ -19,6 +21,17 @@ def create_nonzero_mask(data: np.ndarray) -> np.ndarray:
     """(C, z, y, x) -> bool (z, y, x): any channel != 0, holes filled."""
     mask = np.any(data != 0, axis=0)
     return binary_fill_holes(mask)
+
+
+def cropped_nonzero_mask(channels: Sequence[np.ndarray]) -> tuple[list[list[int]], np.ndarray]:
+    """Channels (z, y, x) of any dtype -> (bbox, bool mask inside the bbox), equal to cropping
+    `create_nonzero_mask`: holes never reach the bounding box's faces (everything outside it is background
+    connected to the array border), so they are filled inside the box only."""
+    mask = channels[0] != 0
+    for channel in channels[1:]:
+        mask |= channel != 0
+    bbox = get_bbox(mask)
+    return bbox, binary_fill_holes(mask[bbox_slices(bbox)])
 
 
 def get_bbox(mask: np.ndarray) -> list[list[int]]:
