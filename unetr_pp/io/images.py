@@ -167,6 +167,17 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     return array, geometry
 
 
+def read_image_shape(path: str | os.PathLike) -> tuple[int, ...] | None:
+    """Array shape (z, y, x) from the image header alone; None when the header cannot be read."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    return tuple(int(v) for v in reversed(reader.GetSize()))
+
+
 def read_case_channels(paths: Sequence[str | os.PathLike]) -> tuple[list[np.ndarray], Geometry]:
     """Read a case's channels -> ([array (z, y, x) per channel, stored dtype], geometry of the first channel).
 
