@@ -17,7 +17,9 @@ from typing import Iterator
 import numpy as np
 
 from unetr_pp.io import CaseFiles, DatasetInfo, read_case_channels, read_image
-from unetr_pp.preprocessing.cropping import OUTSIDE_MASK_LABEL, bbox_slices, cropped_nonzero_mask, seg_dtype
+from unetr_pp.preprocessing.cropping import (
+    OUTSIDE_MASK_LABEL, bbox_slices, crop_properties, cropped_nonzero_mask, seg_dtype,
+)
 from unetr_pp.preprocessing.parallel import map_cases
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import load_json, save_json, save_npy, save_npy_chunks
@@ -85,17 +87,11 @@ def _crop_into_cache(case: CaseFiles, data_file: Path, seg_file: Path) -> dict:
     shape = (len(cropped),) + cropped[0].shape
     save_npy_chunks(data_file, shape, np.float32, (chunk for channel in cropped for chunk in _slab_chunks(channel)))
     save_npy(seg[None], seg_file)
-    return {
-        "case_id": case.case_id,
-        "geometry": geometry.to_json(),
-        "original_shape": list(channels[0].shape),
-        "bbox": bbox,
-        "shape_after_cropping": list(shape[1:]),
-        "original_spacing": list(geometry.spacing),
-    }
+    return crop_properties(case.case_id, geometry, channels[0].shape, bbox)
 
 
-def _cache_files(case: CaseFiles, cropped_folder: Path) -> tuple[Path, Path, Path]:
+def cache_files(case: CaseFiles, cropped_folder: Path) -> tuple[Path, Path, Path]:
+    """The case's cropped data, seg and properties files in `cropped_folder`."""
     name = case.case_id
     return cropped_folder / f"{name}.npy", cropped_folder / f"{name}_seg.npy", cropped_folder / f"{name}.json"
 
@@ -104,7 +100,7 @@ def ensure_cropped(case: CaseFiles, cropped_folder: Path) -> tuple[dict, bool]:
     """(crop properties, whether the cache was reused): crops into `cropped_folder` unless the case's cache
     files are there and its raw files are unchanged."""
     stamps = _file_stamps(case)
-    data_file, seg_file, prop_file = _cache_files(case, cropped_folder)
+    data_file, seg_file, prop_file = cache_files(case, cropped_folder)
     if prop_file.is_file() and data_file.is_file() and seg_file.is_file():
         try:
             properties = load_json(prop_file)
@@ -121,7 +117,7 @@ def load_or_crop(case: CaseFiles, cropped_folder: Path) -> CroppedCase:
     """Cropped case: memory-mapped from `cropped_folder` when its raw files are unchanged, else cropped,
     saved there and returned in memory."""
     properties, cached = ensure_cropped(case, cropped_folder)
-    data_file, seg_file, _ = _cache_files(case, cropped_folder)
+    data_file, seg_file, _ = cache_files(case, cropped_folder)
     mode = "r" if cached else None
     return CroppedCase(np.load(data_file, mmap_mode=mode), np.load(seg_file, mmap_mode=mode), properties)
 
@@ -170,7 +166,7 @@ class _Job:
 
 def _analyze(job: _Job) -> dict:
     props, _ = ensure_cropped(job.case, job.cropped_folder)
-    data_file, seg_file, _ = _cache_files(job.case, job.cropped_folder)
+    data_file, seg_file, _ = cache_files(job.case, job.cropped_folder)
     before, after = props["original_shape"], props["shape_after_cropping"]
     return {
         "spacing": props["original_spacing"],

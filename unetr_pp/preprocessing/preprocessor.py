@@ -16,7 +16,7 @@ import numpy as np
 
 from unetr_pp.io import CaseFiles
 from unetr_pp.preprocessing.cropping import OUTSIDE_MASK_LABEL
-from unetr_pp.preprocessing.fingerprint import ensure_cropped, flat_indices_of_nth_true
+from unetr_pp.preprocessing.fingerprint import cache_files, ensure_cropped, flat_indices_of_nth_true
 from unetr_pp.preprocessing.normalization import check_schemes, normalize_in_place
 from unetr_pp.preprocessing.parallel import map_cases
 from unetr_pp.preprocessing.resampling import (
@@ -126,21 +126,6 @@ def _case_properties(crop_properties: dict, geo: _Geometry, use_mask: bool) -> d
     return properties
 
 
-def preprocess_arrays(
-    data: np.ndarray, seg: np.ndarray, crop_properties: dict, plans: dict, configuration: str,
-    with_seg: bool = True,
-) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """Cropped data (C, z, y, x) + seg (1, z, y, x, -1 outside the nonzero mask) -> preprocessed arrays.
-
-    Returns float32 data and int8/int16 seg in the transposed, resampled grid and the case properties
-    of docs/architecture.md. Seg keeps -1 only when some channel normalizes inside the mask; without
-    `with_seg` (prediction: seg is only the nonzero mask) it is not resampled and None is returned.
-    """
-    data, properties = preprocess_data(data, seg, crop_properties, plans, configuration)
-    seg = preprocess_seg(seg, crop_properties, plans, configuration) if with_seg else None
-    return data, seg, properties
-
-
 def class_locations(seg: np.ndarray, classes: list[int]) -> dict[int, np.ndarray]:
     """Per class up to 10,000 voxel indices (n, 3) of seg (1, z, y, x), at least 1 % of the class, seed 1234.
 
@@ -203,7 +188,7 @@ def _run_case(job: _Job) -> bool:
     if case_is_done(job.out_folder, case_id, job.signature):
         return False
     crop_properties, _ = ensure_cropped(job.case, job.cropped_folder)
-    data_file, seg_file = job.cropped_folder / f"{case_id}.npy", job.cropped_folder / f"{case_id}_seg.npy"
+    data_file, seg_file, _ = cache_files(job.case, job.cropped_folder)
     seg = read_npy_owned(np.load(seg_file, mmap_mode="r"))
     data, properties = preprocess_data(np.load(data_file, mmap_mode="r"), seg, crop_properties, job.plans,
                                        job.configuration)
