@@ -8,7 +8,9 @@ Reference behaviour (nnU-Net v1/v2 `resample_data_or_seg`):
 - anisotropic spacing: in-plane resize slice by slice with `order`, then along the separate axis with
   `order_z` (0 = nearest) on the same pixel-centre grid.
 We call `scipy.ndimage.zoom(grid_mode=True)` directly in float32 and resize a label's indicator only
-inside that label's bounding box (it is zero elsewhere), which is what makes this fast.
+inside that label's bounding box (it is zero elsewhere), which is what makes this fast. Memory: one
+axis per pass, in slabs (`SLAB_VOXELS`), so a pass holds its input and output volumes only; the
+segmentation argmax keeps a single float32 score volume.
 """
 from __future__ import annotations
 
