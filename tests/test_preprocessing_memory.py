@@ -54,7 +54,7 @@ def test_peak_rss_of_preprocessing_stays_under_three_volumes(env_folders):
     make_task(base, "Task902_Warm", n_cases=2)
     make_task(base, "Task901_Big", n_cases=2, shapes=[SHAPE, SHAPE], spacings=[(1.5, 0.8, 0.8), (1.25, 0.7, 0.7)])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", _PROGRAM], env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", _PROGRAM], env=env, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     peak = int(out.stdout.split()[-1])
     # the first case is upsampled to 175x273x273 (1.2 volumes); the code before this bound peaked at ~7.5 volumes
@@ -115,7 +115,8 @@ def test_class_locations_equal_the_argwhere_reference():
 def test_cropped_mask_equals_cropping_the_filled_mask():
     rng = np.random.default_rng(1)
     for i in range(40):
-        data = (ndimage.gaussian_filter(rng.normal(size=(2, 12, 14, 13)), 1.2) > 0.15) * rng.integers(1, 5, (2, 12, 14, 13))
+        blobs = ndimage.gaussian_filter(rng.normal(size=(2, 12, 14, 13)), 1.2) > 0.15
+        data = blobs * rng.integers(1, 5, (2, 12, 14, 13))
         data[:, : i % 3] = 0
         mask = create_nonzero_mask(data)
         bbox, cropped = cropped_nonzero_mask(list(data))

@@ -85,7 +85,8 @@ def normalize_in_place(
     if scheme == "CTNormalization":
         props = intensity_properties.get(str(channel))
         if props is None:
-            raise UnetrPPError(f"CTNormalization of channel {channel} needs foreground intensity properties in the plans")
+            raise UnetrPPError(f"CTNormalization of channel {channel} needs foreground intensity properties "
+                               f"in the plans")
         _ct_normalize_in_place(image, props)
     elif scheme == "ZScoreNormalization":
         _zscore_in_place(image, mask)

@@ -143,7 +143,7 @@ def _run(options: PlanAndPreprocessOptions, info: DatasetInfo, cropped_folder: P
                   f"much larger than the 3d_fullres patch); skipped")
             continue
         requested = options.processes_lowres if configuration == "3d_lowres" else options.processes_fullres
-        voxels = _preprocessed_case_voxels(fingerprint, plans, plans["configurations"][configuration], info.num_channels)
-        processes = _default_workers(requested, voxels)
+        config = plans["configurations"][configuration]
+        processes = _default_workers(requested, _preprocessed_case_voxels(fingerprint, plans, config, info.num_channels))
         computed = preprocess_configuration(cases, cropped_folder, work, plans, configuration, processes)
         print(f"{configuration}: {computed} case(s) preprocessed, {len(cases) - computed} already done")
