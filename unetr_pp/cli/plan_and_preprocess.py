@@ -7,13 +7,12 @@ from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER
 from unetr_pp.planning.presets import available_presets
 from unetr_pp.experiment.plan_and_preprocess import PlanAndPreprocessOptions, plan_and_preprocess
 from unetr_pp.utilities.errors import cli_main
-from unetr_pp.utilities.parallel import default_workers
 
 CONFIGURATIONS = ("3d_fullres", "3d_lowres")
 
 
 def _parser() -> argparse.ArgumentParser:
-    default_np = default_workers(8)
+    default_np = "min(8, CPUs), lowered to fit the available memory"
     parser = argparse.ArgumentParser(
         prog="unetr_pp_plan_and_preprocess",
         description="Fingerprint, plan and preprocess a raw task from $unetr_pp_raw_data_base/unetr_pp_raw_data "
@@ -21,8 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-t", "--task", required=True, help="task id (2) or name (Task002_Synapse)")
     parser.add_argument("--verify_dataset_integrity", action="store_true",
                         help="check every case (files, geometry, labels) before planning")
-    parser.add_argument("-tl", type=int, default=default_np, help=f"processes for 3d_lowres (default {default_np})")
-    parser.add_argument("-tf", type=int, default=default_np,
+    parser.add_argument("-tl", type=int, default=None, help=f"processes for 3d_lowres (default {default_np})")
+    parser.add_argument("-tf", type=int, default=None,
                         help=f"processes for 3d_fullres and the fingerprint (default {default_np})")
     parser.add_argument("--preset", choices=available_presets(), help="dataset preset applied to 3d_fullres")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
@@ -43,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = plan_and_preprocess(PlanAndPreprocessOptions(
         task=args.task, verify_integrity=args.verify_dataset_integrity, preset=args.preset,
         overrides=args.override, configurations=args.c, plans_identifier=args.plans_identifier,
-        processes_lowres=max(1, args.tl), processes_fullres=max(1, args.tf), preprocess=not args.no_preprocessing,
+        processes_lowres=args.tl, processes_fullres=args.tf, preprocess=not args.no_preprocessing,
     ))
     print(f"done: {folder}")
     return 0

@@ -167,8 +167,19 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     return array, geometry
 
 
-def read_case_images(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, Geometry]:
-    """Read a case's channels -> (float32 array (C, z, y, x), geometry of the first channel).
+def read_image_shape(path: str | os.PathLike) -> tuple[int, ...] | None:
+    """Array shape (z, y, x) from the image header alone; None when the header cannot be read."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    return tuple(int(v) for v in reversed(reader.GetSize()))
+
+
+def read_case_channels(paths: Sequence[str | os.PathLike]) -> tuple[list[np.ndarray], Geometry]:
+    """Read a case's channels -> ([array (z, y, x) per channel, stored dtype], geometry of the first channel).
 
     Raises UnetrPPError naming the file when a channel is not 3D or its shape/geometry differs.
     """
@@ -177,15 +188,27 @@ def read_case_images(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, Ge
         array, geometry = read_image(p)
         if array.ndim != 3:
             raise UnetrPPError(f"{p}: image is {array.ndim}D, expected 3D")
-        arrays.append(array)
-        geometries.append(geometry)
-    for p, array, geometry in zip(paths[1:], arrays[1:], geometries[1:]):
-        if array.shape != arrays[0].shape:
+        if arrays and array.shape != arrays[0].shape:
             raise UnetrPPError(f"{p}: shape {array.shape} differs from {paths[0]} {arrays[0].shape}")
-        bad = geometry.mismatch(geometries[0])
+        bad = geometry.mismatch(geometries[0]) if geometries else []
         if bad:
             raise UnetrPPError(f"{p}: {', '.join(bad)} differ from {paths[0]}")
-    return np.stack(arrays).astype(np.float32, copy=False), geometries[0]
+        arrays.append(array)
+        geometries.append(geometry)
+    return arrays, geometries[0]
+
+
+def read_case_images(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, Geometry]:
+    """Read a case's channels -> (float32 array (C, z, y, x), geometry of the first channel).
+
+    Raises UnetrPPError naming the file when a channel is not 3D or its shape/geometry differs.
+    """
+    arrays, geometry = read_case_channels(paths)
+    out = np.empty((len(arrays),) + arrays[0].shape, dtype=np.float32)
+    for c in range(len(arrays)):
+        out[c] = arrays[c]
+        arrays[c] = None
+    return out, geometry
 
 
 def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> None:

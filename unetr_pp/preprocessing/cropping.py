@@ -7,6 +7,8 @@ into 0 otherwise (docs/architecture.md: `<case>_seg.npy`).
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
@@ -19,6 +21,17 @@ def create_nonzero_mask(data: np.ndarray) -> np.ndarray:
     """(C, z, y, x) -> bool (z, y, x): any channel != 0, holes filled."""
     mask = np.any(data != 0, axis=0)
     return binary_fill_holes(mask)
+
+
+def cropped_nonzero_mask(channels: Sequence[np.ndarray]) -> tuple[list[list[int]], np.ndarray]:
+    """Channels (z, y, x) of any dtype -> (bbox, bool mask inside the bbox), equal to cropping
+    `create_nonzero_mask`: holes never reach the bounding box's faces (everything outside it is background
+    connected to the array border), so they are filled inside the box only."""
+    mask = channels[0] != 0
+    for channel in channels[1:]:
+        mask |= channel != 0
+    bbox = get_bbox(mask)
+    return bbox, binary_fill_holes(mask[bbox_slices(bbox)])
 
 
 def get_bbox(mask: np.ndarray) -> list[list[int]]:
@@ -61,17 +74,33 @@ def seg_dtype(seg: np.ndarray) -> type:
     return np.int8 if seg.size == 0 or int(seg.max()) <= 127 else np.int16
 
 
+def crop_properties(case_id: str, geometry: Geometry, original_shape: Sequence[int], bbox: list[list[int]]) -> dict:
+    """The crop properties of docs/architecture.md (original axes)."""
+    return {
+        "case_id": case_id,
+        "geometry": geometry.to_json(),
+        "original_shape": [int(v) for v in original_shape],
+        "bbox": bbox,
+        "shape_after_cropping": [hi - lo for lo, hi in bbox],
+        "original_spacing": list(geometry.spacing),
+    }
+
+
 def crop_with_properties(
     case_id: str, data: np.ndarray, geometry: Geometry, seg: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """`crop_to_nonzero` plus the crop properties of docs/architecture.md (original axes)."""
     cropped, seg, bbox = crop_to_nonzero(data, seg)
-    properties = {
-        "case_id": case_id,
-        "geometry": geometry.to_json(),
-        "original_shape": list(data.shape[1:]),
-        "bbox": bbox,
-        "shape_after_cropping": list(cropped.shape[1:]),
-        "original_spacing": list(geometry.spacing),
-    }
-    return np.ascontiguousarray(cropped), seg, properties
+    return np.ascontiguousarray(cropped), seg, crop_properties(case_id, geometry, data.shape[1:], bbox)
+
+
+def crop_channels(channels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """`crop_to_nonzero` without a label for channels (z, y, x) in their stored dtype -> (float32 (C, z, y, x),
+    int8 (1, z, y, x) 0 inside / -1 outside the mask, bbox); each channel is released once copied."""
+    bbox, mask = cropped_nonzero_mask(channels)
+    slicer = bbox_slices(bbox)
+    data = np.empty((len(channels),) + mask.shape, dtype=np.float32)
+    for c in range(len(channels)):
+        data[c] = channels[c][slicer]
+        channels[c] = None
+    return data, np.where(mask, np.int8(0), np.int8(OUTSIDE_MASK_LABEL))[None], bbox

@@ -32,25 +32,72 @@ def scheme_for_channel(channel_name: str) -> str:
 
 def ct_normalize(image: np.ndarray, properties: dict) -> np.ndarray:
     """(z, y, x) -> float32: clip to fg [0.5, 99.5] percentiles, subtract fg mean, divide by fg std."""
-    image = np.clip(image.astype(np.float32, copy=False), properties["percentile_00_5"], properties["percentile_99_5"])
+    image = np.array(image, dtype=np.float32)
+    _ct_normalize_in_place(image, properties)
+    return image
+
+
+def _ct_normalize_in_place(image: np.ndarray, properties: dict) -> None:
+    np.clip(image, properties["percentile_00_5"], properties["percentile_99_5"], out=image)
     image -= np.float32(properties["mean"])
     image /= np.float32(max(properties["std"], EPS))
-    return image
+
+
+def _std(values: np.ndarray, mean: float, chunk: int = 1 << 22) -> float:
+    """Standard deviation of float32 `values` around `mean`, accumulated in float64 chunk by chunk (no
+    float64 copy of the volume; equal to `values.std(dtype=np.float64)` up to float64 rounding)."""
+    flat = values.reshape(-1)
+    total = 0.0
+    for start in range(0, flat.size, chunk):
+        d = flat[start:start + chunk].astype(np.float64)
+        d -= mean
+        total += float(np.dot(d, d))
+    return float(np.sqrt(total / max(flat.size, 1)))
 
 
 def zscore_normalize(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """(z, y, x) -> float32 z-score over all voxels, or only inside `mask` (bool, same shape)."""
     image = np.array(image, dtype=np.float32)
-    if mask is None:
-        mean, std = image.mean(dtype=np.float64), image.std(dtype=np.float64)
-        image -= np.float32(mean)
-        image /= np.float32(max(std, EPS))
-        return image
-    values = image[mask]
-    if values.size:
-        mean, std = values.mean(dtype=np.float64), values.std(dtype=np.float64)
-        image[mask] = (values - np.float32(mean)) / np.float32(max(std, EPS))
+    _zscore_in_place(image, mask)
     return image
+
+
+def _zscore_in_place(image: np.ndarray, mask: np.ndarray | None) -> None:
+    values = image if mask is None else image[mask]
+    if not values.size:
+        return
+    mean = values.mean(dtype=np.float64)
+    std = _std(values, mean)
+    del values
+    m32, s32 = np.float32(mean), np.float32(max(std, EPS))
+    if mask is None:
+        image -= m32
+        image /= s32
+    else:
+        np.subtract(image, m32, out=image, where=mask)
+        np.divide(image, s32, out=image, where=mask)
+
+
+def normalize_in_place(
+    image: np.ndarray, channel: int, scheme: str, mask: np.ndarray | None, intensity_properties: dict
+) -> None:
+    """Normalize one float32 channel (z, y, x) in place with `scheme`; `mask` (bool) restricts z-score."""
+    if scheme == "CTNormalization":
+        props = intensity_properties.get(str(channel))
+        if props is None:
+            raise UnetrPPError(f"CTNormalization of channel {channel} needs foreground intensity properties "
+                               f"in the plans")
+        _ct_normalize_in_place(image, props)
+    elif scheme == "ZScoreNormalization":
+        _zscore_in_place(image, mask)
+    elif scheme != "NoNormalization":
+        raise UnetrPPError(f"unknown normalization scheme {scheme!r} (known: {', '.join(SCHEMES)})")
+
+
+def check_schemes(schemes: Sequence[str], use_mask_for_norm: Sequence[bool], num_channels: int) -> None:
+    """UnetrPPError unless there is one scheme and one mask flag per channel."""
+    if len(schemes) != num_channels or len(use_mask_for_norm) != num_channels:
+        raise UnetrPPError(f"plans give {len(schemes)} normalization scheme(s) for {num_channels} channel(s)")
 
 
 def normalize(
@@ -64,19 +111,9 @@ def normalize(
 
     `intensity_properties` maps the channel index as a string ("0") to its foreground statistics.
     """
-    if len(schemes) != data.shape[0] or len(use_mask_for_norm) != data.shape[0]:
-        raise UnetrPPError(f"plans give {len(schemes)} normalization scheme(s) for {data.shape[0]} channel(s)")
-    out = np.empty(data.shape, dtype=np.float32)
+    check_schemes(schemes, use_mask_for_norm, data.shape[0])
+    out = np.array(data, dtype=np.float32)
     for c, (scheme, use_mask) in enumerate(zip(schemes, use_mask_for_norm)):
-        if scheme == "CTNormalization":
-            props = intensity_properties.get(str(c))
-            if props is None:
-                raise UnetrPPError(f"CTNormalization of channel {c} needs foreground intensity properties in the plans")
-            out[c] = ct_normalize(data[c], props)
-        elif scheme == "ZScoreNormalization":
-            out[c] = zscore_normalize(data[c], seg[0] >= 0 if use_mask and seg is not None else None)
-        elif scheme == "NoNormalization":
-            out[c] = data[c]
-        else:
-            raise UnetrPPError(f"unknown normalization scheme {scheme!r} (known: {', '.join(SCHEMES)})")
+        mask = seg[0] >= 0 if use_mask and seg is not None else None
+        normalize_in_place(out[c], c, scheme, mask, intensity_properties)
     return out

@@ -8,10 +8,10 @@ from typing import Sequence
 
 import numpy as np
 
-from unetr_pp.io import read_case_images
+from unetr_pp.io import read_case_channels
 from unetr_pp.io.plans import Plans
-from unetr_pp.preprocessing.cropping import crop_with_properties
-from unetr_pp.preprocessing.preprocessor import preprocess_arrays
+from unetr_pp.preprocessing.cropping import crop_channels, crop_properties
+from unetr_pp.preprocessing.preprocessor import preprocess_data
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import load_json
 
@@ -48,8 +48,8 @@ def preprocess_case_for_inference(
     The properties (geometry, original_shape, bbox, transpose_forward, ...) are what export needs to put
     a prediction back into the original geometry.
     """
-    data, geometry = read_case_images(image_paths)
+    channels, geometry = read_case_channels(image_paths)
     case_id = Path(image_paths[0]).name.split(".")[0].rsplit("_", 1)[0]
-    cropped, seg, crop_properties = crop_with_properties(case_id, data, geometry)
-    data, _, properties = preprocess_arrays(cropped, seg, crop_properties, plans, configuration, with_seg=False)
-    return data, properties
+    original_shape = channels[0].shape
+    cropped, seg, bbox = crop_channels(channels)
+    return preprocess_data(cropped, seg, crop_properties(case_id, geometry, original_shape, bbox), plans, configuration)

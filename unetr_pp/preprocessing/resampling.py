@@ -8,12 +8,14 @@ Reference behaviour (nnU-Net v1/v2 `resample_data_or_seg`):
 - anisotropic spacing: in-plane resize slice by slice with `order`, then along the separate axis with
   `order_z` (0 = nearest) on the same pixel-centre grid.
 We call `scipy.ndimage.zoom(grid_mode=True)` directly in float32 and resize a label's indicator only
-inside that label's bounding box (it is zero elsewhere), which is what makes this fast.
+inside that label's bounding box (it is zero elsewhere), which is what makes this fast. Memory: one
+axis per pass, in slabs (`SLAB_VOXELS`), so a pass holds its input and output volumes only; the
+segmentation argmax keeps a single float32 score volume.
 """
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage, sparse
@@ -74,12 +76,41 @@ def _axis_operator(n_in: int, n_out: int, order: int) -> sparse.csr_matrix:
     return sparse.csr_matrix(columns.astype(np.float32))
 
 
+# Volumes are resampled in slabs of at most about this many voxels (the slab copies are the only temporaries)
+SLAB_VOXELS = 1 << 22
+
+
 def _apply_along(volume: np.ndarray, operator: sparse.csr_matrix, axis: int) -> np.ndarray:
-    """Multiply `operator` (n_out, n_in) into `volume` along `axis` (the axis moved first and back: two copies)."""
-    front = np.moveaxis(volume, axis, 0)
-    flat = np.ascontiguousarray(front).reshape(front.shape[0], -1)
-    out = np.asarray(operator @ flat, dtype=np.float32)
-    return np.ascontiguousarray(np.moveaxis(out.reshape((operator.shape[0],) + front.shape[1:]), 0, axis))
+    """Multiply `operator` (n_out, n_in) into `volume` along `axis` -> new float32 volume.
+
+    Works in slabs along another axis; each output voxel gets the same products summed in the same
+    order as in one product over the whole volume, so the result does not depend on the slab size.
+    """
+    shape = list(volume.shape)
+    shape[axis] = operator.shape[0]
+    out = np.empty(shape, dtype=np.float32)
+    across = next(a for a in range(volume.ndim) if a != axis)
+    per_index = max(volume.size, out.size) // max(1, volume.shape[across])
+    step = max(1, SLAB_VOXELS // max(1, per_index))
+    for start in range(0, volume.shape[across], step):
+        slab = (slice(None),) * across + (slice(start, start + step),)
+        front = np.moveaxis(volume[slab], axis, 0)
+        flat = np.ascontiguousarray(front, dtype=np.float32).reshape(front.shape[0], -1)
+        product = np.asarray(operator @ flat, dtype=np.float32)
+        out[slab] = np.moveaxis(product.reshape((operator.shape[0],) + front.shape[1:]), 0, axis)
+    return out
+
+
+def _zoom_passes(shape: Sequence[int], new_shape: Sequence[int], order: int, axes: Sequence[int]) -> list:
+    """[(axis, 1D operator)] in the order they are applied (the most shrinking axis first)."""
+    todo = sorted((a for a in axes if shape[a] != new_shape[a]), key=lambda a: new_shape[a] / shape[a])
+    return [(a, _axis_operator(shape[a], new_shape[a], order)) for a in todo]
+
+
+def _value_range(image: np.ndarray, axes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """min and max of `image` over `axes` (kept as size-1 dimensions), i.e. per slice of the other axes."""
+    reduce = tuple(axes)
+    return image.min(axis=reduce, keepdims=True), image.max(axis=reduce, keepdims=True)
 
 
 def _zoom(
@@ -91,23 +122,45 @@ def _zoom(
     some axes are resized (nnU-Net resizes those slice by slice).
     """
     axes = range(image.ndim) if axes is None else axes
-    todo = sorted((a for a in axes if image.shape[a] != new_shape[a]), key=lambda a: new_shape[a] / image.shape[a])
+    passes = _zoom_passes(image.shape, new_shape, order, axes)
+    bounds = _value_range(image, axes) if clip and order > 1 and passes else None
     out = np.ascontiguousarray(image, dtype=np.float32)
-    for axis in todo:
-        out = _apply_along(out, _axis_operator(image.shape[axis], new_shape[axis], order), axis)
-    if clip and order > 1 and todo:
-        others = tuple(a for a in range(image.ndim) if a not in axes)
-        reduce = tuple(a for a in range(image.ndim) if a not in others)
-        np.clip(out, image.min(axis=reduce, keepdims=True), image.max(axis=reduce, keepdims=True), out=out)
+    for axis, operator in passes:
+        out = _apply_along(out, operator, axis)
+    if bounds is not None:
+        np.clip(out, *bounds, out=out)
     return out
+
+
+def resample_volume(
+    load: Callable[[], np.ndarray], new_shape: Sequence[int], axis: int | None, order: int, order_z: int = 0
+) -> np.ndarray:
+    """One float32 volume (z, y, x) -> float32 `new_shape`, equal to the data path of `resample_data_or_seg`.
+
+    `load()` is called once and its volume is owned here, so every intermediate is freed by the next
+    pass: at most two volumes are alive at a time.
+    """
+    volume = load()
+    new_shape = tuple(int(v) for v in new_shape)
+    plane = [0, 1, 2] if axis is None else [a for a in range(3) if a != axis]
+    plane_shape = tuple(volume.shape[a] if a == axis else new_shape[a] for a in range(3))
+    passes = _zoom_passes(volume.shape, plane_shape, order, plane)
+    bounds = _value_range(volume, plane) if order > 1 and passes else None
+    for a, operator in passes:
+        volume = _apply_along(volume, operator, a)
+    if bounds is not None:
+        np.clip(volume, *bounds, out=volume)
+    for a, operator in _zoom_passes(plane_shape, new_shape, order_z, [] if axis is None else [axis]):
+        volume = _apply_along(volume, operator, a)
+    return np.ascontiguousarray(volume, dtype=np.float32)
 
 
 def _zoom_window(
     indicator: np.ndarray, new_shape: Sequence[int], lo: Sequence[int], hi: Sequence[int]
 ) -> tuple[tuple[slice, ...], np.ndarray]:
-    """Order-1 zoom of a 0/1 `indicator` evaluated only on the output voxels that see input [lo, hi).
+    """Order-1 zoom of a bool/0-1 `indicator` evaluated only on the output voxels that see input [lo, hi).
 
-    Returns the output slices and the values there; outside them the full zoom is exactly 0.
+    Returns the output slices and the float32 values there; outside them the full zoom is exactly 0.
     """
     in_shape = indicator.shape
     scale = np.array(in_shape, dtype=float) / np.array(new_shape, dtype=float)
@@ -117,7 +170,7 @@ def _zoom_window(
     out_lo = np.clip(np.floor((np.array(lo) - 1 + 0.5) / scale - 0.5).astype(int), 0, new_shape)
     out_hi = np.clip(np.ceil((np.array(hi) + 0.5) / scale - 0.5).astype(int) + 1, 0, new_shape)
     window = tuple(slice(a, b) for a, b in zip(lo_in, hi_in))
-    sub = indicator[window]
+    sub = indicator[window].astype(np.float32)
     offset = scale * out_lo + 0.5 * scale - 0.5 - lo_in
     values = ndimage.affine_transform(
         sub, scale, offset=offset, output_shape=tuple(int(v) for v in out_hi - out_lo),
@@ -126,58 +179,74 @@ def _zoom_window(
     return tuple(slice(int(a), int(b)) for a, b in zip(out_lo, out_hi)), values
 
 
-def _label_scores(seg: np.ndarray, labels: np.ndarray, new_shape: tuple[int, ...], order: int, axes) -> list:
-    """[(label, output window, interpolated indicator there)] for every label in `labels`."""
+def _bbox(mask: np.ndarray) -> tuple[list[int], list[int]]:
+    """Inclusive-exclusive bounds (lo, hi) of the True voxels of a non-empty `mask`."""
+    lo, hi = [], []
+    for d in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != d)))
+        lo.append(int(hit[0]))
+        hi.append(int(hit[-1]) + 1)
+    return lo, hi
+
+
+def _label_scores(seg: np.ndarray, labels: np.ndarray, counts: np.ndarray, new_shape: tuple[int, ...],
+                  order: int, axes) -> Iterator[tuple[int, tuple[slice, ...], np.ndarray]]:
+    """Yield (label, output window, interpolated indicator there) for every label in `labels`.
+
+    At order 1 the first label yielded is the most frequent one, over the whole output.
+    """
     full = tuple(slice(None) for _ in new_shape)
     if order != 1:
-        return [(c, full, _zoom((seg == c).astype(np.float32), new_shape, order, axes)) for c in labels]
+        for c in labels:
+            yield int(c), full, _zoom((seg == c).astype(np.float32), new_shape, order, axes)
+        return
     # order-1 indicators sum to one: the most frequent label's score is 1 - the others', so it needs
     # no full-volume zoom; every other label is zoomed only inside its bounding box (an axis whose size
     # does not change is the identity at order 1)
-    dominant = max((int(np.count_nonzero(seg == c)), c) for c in labels)[1]
-    others = np.zeros(new_shape, dtype=np.float32)
-    scores = []
-    for c in labels:
+    dominant = max(zip(counts.tolist(), labels.tolist()))[1]
+    score = np.zeros(new_shape, dtype=np.float32)
+    others = []
+    for c in labels.tolist():
         if c == dominant:
             continue
         mask = seg == c
-        lo, hi = [], []
-        for d in range(seg.ndim):
-            hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(seg.ndim) if a != d)))
-            lo.append(int(hit[0]))
-            hi.append(int(hit[-1]) + 1)
-        window, values = _zoom_window(mask.astype(np.float32), new_shape, lo, hi)
-        others[window] += values
-        scores.append((c, window, values))
-    return [(dominant, full, np.float32(1.0) - others)] + scores
+        window, values = _zoom_window(mask, new_shape, *_bbox(mask))
+        del mask
+        score[window] += values
+        others.append((c, window, values))
+    np.subtract(np.float32(1.0), score, out=score)
+    yield dominant, full, score
+    del score
+    while others:
+        yield others.pop(0)
 
 
 def _resize_segmentation(
     seg: np.ndarray, new_shape: Sequence[int], order: int, axes: Sequence[int] | None = None
 ) -> np.ndarray:
     """batchgenerators `resize_segmentation` along `axes` (default all): per-label indicator resize +
-    argmax, exact ties -> the nearest-neighbour label."""
+    argmax, exact ties -> the nearest-neighbour label.
+
+    Labels are visited in order keeping the best score so far; a later label wins when it scores higher,
+    or as high when it is the nearest-neighbour label (the same result as taking the first maximum and
+    then preferring the nearest label on ties, without a second score volume).
+    """
     new_shape = tuple(int(v) for v in new_shape)
     nearest = ndimage.zoom(seg, [n / s for n, s in zip(new_shape, seg.shape)], order=0, mode="nearest",
                            grid_mode=True)
-    labels = np.unique(seg)
+    labels, counts = np.unique(seg, return_counts=True)
     if order == 0 or len(labels) <= 1:
         return nearest.astype(seg.dtype, copy=False)
-    win = np.empty(new_shape, dtype=seg.dtype)
-    best = np.empty(new_shape, dtype=np.float32)
-    nn_score = np.zeros(new_shape, dtype=np.float32)
-    for i, (c, window, values) in enumerate(_label_scores(seg, labels, new_shape, order, axes)):
-        if i == 0:
-            best[window] = values
-            win[window] = c
-        else:
-            better = values > best[window]
-            best[window][better] = values[better]
-            win[window][better] = c
-        is_nn = nearest[window] == c
-        nn_score[window][is_nn] = values[is_nn]
-    tie_to_nn = nn_score == best
-    win[tie_to_nn] = nearest[tie_to_nn]
+    win = best = None
+    for c, window, values in _label_scores(seg, labels, counts, new_shape, order, axes):
+        if best is None:
+            best, win = values, np.full(new_shape, c, dtype=seg.dtype)
+            continue
+        best_here, win_here = best[window], win[window]
+        take = values > best_here
+        take |= (values == best_here) & (nearest[window] == c)
+        best_here[take] = values[take]
+        win_here[take] = c
     return win
 
 

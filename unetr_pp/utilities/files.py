@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -86,6 +87,36 @@ def save_npy(array: np.ndarray, path: str | os.PathLike) -> None:
     """Write a .npy file atomically."""
     with atomic_path(path, suffix=".npy") as tmp:
         np.save(tmp, array)
+
+
+def save_npy_chunks(path: str | os.PathLike, shape: tuple[int, ...], dtype, chunks: Iterable[np.ndarray]) -> None:
+    """Write a C-order .npy file of `shape` atomically from `chunks` (consecutive pieces in C order, cast to
+    `dtype`), so the whole array never has to be in memory."""
+    dtype = np.dtype(dtype)
+    written, expected = 0, int(np.prod(shape, dtype=np.int64))
+    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+        np.lib.format.write_array_header_1_0(f, header)
+        for chunk in chunks:
+            chunk = np.ascontiguousarray(chunk, dtype=dtype)
+            f.write(memoryview(chunk).cast("B"))
+            written += chunk.size
+        if written != expected:
+            raise ValueError(f"{path}: {written} values written for shape {shape}")
+
+
+def read_npy_owned(array: np.ndarray, index: int | None = None) -> np.ndarray:
+    """An in-memory copy of `array` (or of `array[index]`).
+
+    A whole array memory-mapped from a .npy file (np.load(mmap_mode=...)) is read with plain file reads, so
+    none of its pages stay mapped (resident) in this process.
+    """
+    part = array if index is None else array[index]
+    if not (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.flags.c_contiguous):
+        return np.array(part)
+    offset = array.offset + (0 if index is None else index * part.size * array.itemsize)
+    out = np.fromfile(array.filename, dtype=array.dtype, count=part.size, offset=offset)
+    return out.reshape(part.shape)
 
 
 def check_writable_dir(path: str | os.PathLike) -> Path:

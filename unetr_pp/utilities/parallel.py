@@ -33,6 +33,36 @@ def spawn_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
+MEMINFO = "/proc/meminfo"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new work (MemAvailable of /proc/meminfo), None where it is unknown."""
+    try:
+        with open(MEMINFO) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def workers_for_memory(requested: int, bytes_per_worker: int) -> int:
+    """`requested` worker processes, lowered (to at least 1) so that `bytes_per_worker` each fit into the
+    available memory; prints one line when it lowers the count."""
+    available = available_memory()
+    if available is None or bytes_per_worker <= 0:
+        return requested
+    fits = max(1, available // bytes_per_worker)
+    if fits >= requested:
+        return requested
+    gb = 2 ** 30
+    print(f"{fits} worker process(es) instead of {requested}: about {bytes_per_worker / gb:.1f} GB each for the "
+          f"largest case, {available / gb:.1f} GB of memory available")
+    return int(fits)
+
+
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], num_processes: int, desc: str, unit: str) -> list[R]:
     """`[fn(item) for item in items]` in order; in `spawn` worker processes when `num_processes` > 1.
 
