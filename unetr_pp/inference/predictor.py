@@ -23,6 +23,8 @@ from unetr_pp.inference.export import export_prediction
 from unetr_pp.inference.inputs import InputCase, list_input_cases
 from unetr_pp.inference.models import TrainedModel
 from unetr_pp.inference.sliding_window import SlidingWindowSettings, predict_probabilities
+from unetr_pp.postprocessing.connected_components import Step
+from unetr_pp.postprocessing.label_map import LabelMap
 from unetr_pp.preprocessing.resampling import ANISOTROPY_THRESHOLD
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import check_writable_dir
@@ -30,7 +32,11 @@ from unetr_pp.utilities.files import check_writable_dir
 
 @dataclass(frozen=True)
 class PredictionOptions:
-    """Sliding-window and pipeline settings; `mirror_axes=()` disables test-time mirroring."""
+    """Sliding-window and pipeline settings; `mirror_axes=()` disables test-time mirroring.
+
+    `postprocessing`: largest-component steps (label id tuples) applied to the labels before writing;
+    `label_map`: then maps the labels onto another dataset's ids (external testing).
+    """
 
     step_size: float = 0.5
     sw_batch_size: int = 4
@@ -40,6 +46,8 @@ class PredictionOptions:
     overwrite: bool = False
     num_processes_preprocessing: int = 2
     num_processes_export: int = 2
+    postprocessing: tuple[Step, ...] = ()
+    label_map: LabelMap | None = None
 
     def __post_init__(self) -> None:
         SlidingWindowSettings((1, 1, 1), self.step_size, self.sw_batch_size, tuple(self.mirror_axes), self.accumulate)
@@ -70,11 +78,13 @@ def predict_preprocessed_case(networks: Sequence[nn.Module], data: np.ndarray, p
 
 
 def export_case(probabilities: np.ndarray, properties: dict, plans: dict, configuration: str,
-                output_file: str | os.PathLike, save_probabilities: bool = False) -> None:
+                output_file: str | os.PathLike, save_probabilities: bool = False,
+                postprocessing: Sequence[Step] = (), label_map: LabelMap | None = None) -> None:
     """Write (K, z, y, x) probabilities as labels in the case's original geometry using the plans' settings."""
     resampling = plans["configurations"][configuration].get("resampling", {})
     export_prediction(probabilities, properties, output_file, plans.get("regions_class_order"), save_probabilities,
-                      resampling.get("separate_z_anisotropy_threshold", ANISOTROPY_THRESHOLD))
+                      resampling.get("separate_z_anisotropy_threshold", ANISOTROPY_THRESHOLD), postprocessing,
+                      label_map)
 
 
 def preprocess_case(case_id: str, images: Sequence[Path], plans: dict, configuration: str) -> tuple[np.ndarray, dict]:
@@ -167,7 +177,7 @@ def predict_folder(input_folder: str | os.PathLike, output_folder: str | os.Path
                 probs = predict_preprocessed_case(model.networks, data, model.plans, model.configuration, options,
                                                   device)
                 args = (probs, properties, model.plans, model.configuration, outputs[case.case_id],
-                        options.save_probabilities)
+                        options.save_probabilities, options.postprocessing, options.label_map)
                 if export_pool is None:
                     export_case(*args)
                     exports.append((case.case_id, None))
