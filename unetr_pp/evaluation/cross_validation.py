@@ -114,12 +114,12 @@ def run_cross_validation(options: CVOptions) -> tuple[dict, list[Path]]:
     expected = _expected_cases(options.task)
     skipped = {f: why for f in options.folds if (why := fold_problem(folder, f, expected, ending))}
     used = [f for f in options.folds if f not in skipped]
-    if skipped:
-        print(f"warning: fold(s) left out of the cross-validation report: "
-              f"{'; '.join(f'fold {f} {why}' for f, why in skipped.items())}", file=sys.stderr)
     if not used:
         raise problems_error(f"{folder}: no finished fold among {' '.join(options.folds)}",
                              [f"fold {f}: {why}" for f, why in skipped.items()])
+    if skipped:
+        print(f"warning: fold(s) left out of the cross-validation report: "
+              f"{'; '.join(f'fold {f} {why}' for f, why in skipped.items())}", file=sys.stderr)
     pairs = {f: match_cases(labels, folder / f"fold_{f}" / VALIDATION_FOLDER, only_predicted=True) for f in used}
     _check_unique_cases(pairs)
 
