@@ -164,7 +164,7 @@ def markdown_table(table: dict) -> str:
     lines.append("")
     for row in table["networks"]:
         sources = [f"{task}: {r.get('source') or r['missing']}" for task, r in row["results"].items()]
-        lines.append(f"- {row['network']}: params/MACs at {row['complexity_note']}; {'; '.join(sources)}")
+        lines.append(f"- {row['network']}: params/MACs: {row['complexity_note']}; {'; '.join(sources)}")
     if not single:
         lines.append("- columns: mean DSC (%) over each task's targets")
     return "\n".join(lines) + "\n"
