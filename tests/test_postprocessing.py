@@ -90,7 +90,8 @@ def test_rule_whole_foreground_wins(tmp_path):
     pred[11:13, 11:13, 11:13] = 1  # 8 false-positive voxels far away
     decision = determine_postprocessing(_write_pairs(tmp_path, {"c": (ref, pred)}), (Target("a", (1,)),))
     assert decision["foreground"]["applied"] is True
-    assert decision["foreground"]["dice_before"] == pytest.approx(128 / 136) and decision["foreground"]["dice_after"] == 1
+    assert decision["foreground"]["dice_before"] == pytest.approx(128 / 136)
+    assert decision["foreground"]["dice_after"] == 1.0
     assert decision["steps"] == [{"name": "foreground", "ids": [1]}] and decision["per_target"] == []
 
 

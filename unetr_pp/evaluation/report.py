@@ -52,7 +52,10 @@ def _target_mean(cases: list[dict], name: str) -> dict:
 
 
 def case_means(per_case: Sequence[dict], targets: Sequence[Target]) -> tuple[dict, dict]:
-    """(mean {target: {Dice, HD95, *_std, n_one_empty, n_both_empty}}, foreground_mean {Dice, HD95}) of cleaned cases."""
+    """(mean {target: {Dice, HD95, *_std, n_one_empty, n_both_empty}}, foreground_mean {Dice, HD95}).
+
+    `per_case`: entries whose metric values are already cleaned (None where undefined).
+    """
     mean = {t.name: _target_mean(list(per_case), t.name) for t in targets}
     foreground = {}
     for key in ("Dice", "HD95"):
