@@ -183,6 +183,9 @@ def bar_chart(table: dict, path: Path) -> None:
         values = [_cells(table, row)[index] for row in rows]
         positions = [i + (index - (len(columns) - 1) / 2) * width for i in range(len(rows))]
         ax.bar(positions, [0.0 if v is None else v * 100 for v in values], width, label=column)
+    for i, row in enumerate(rows):
+        if all(v is None for v in _cells(table, row)):
+            ax.annotate("no result", (i, 0.0), ha="center", va="bottom", fontsize=8, color="#d62728")
     ax.set_xticks(range(len(rows)), [row["network"] for row in rows], rotation=30)
     ax.set_ylabel("DSC (%)")
     ax.set_title(f"{'CV mean' if table['source'] == 'cv' else 'test'}: {', '.join(table['tasks'])}", fontsize=9)

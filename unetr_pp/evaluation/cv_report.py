@@ -44,10 +44,10 @@ def cv_stage(summaries: dict[str, dict], targets: Sequence[Target]) -> dict:
             "fold_mean": _over_folds(per_fold, targets)}
 
 
-def _fmt(value: float | None, scale: float = 1.0, std: float | None = None) -> str:
+def _fmt(value: float | None, scale: float = 1.0, std: float | None = None, digits: int = 2) -> str:
     if value is None:
         return "–"
-    return f"{value * scale:.2f}" + ("" if std is None else f" ± {std * scale:.2f}")
+    return f"{value * scale:.{digits}f}" + ("" if std is None else f" ± {std * scale:.{digits}f}")
 
 
 def _rows(stage: dict) -> list[tuple[str, dict, dict, bool]]:
@@ -84,11 +84,12 @@ def _postprocessing_lines(report: dict) -> list[str]:
         return ["- postprocessing: not determined (--no_postprocessing)"]
     fg = post["foreground"]
     lines = [f"- postprocessing ({post['file']}): whole foreground {'applied' if fg['applied'] else 'not applied'} "
-             f"(mean DSC {_fmt(fg['dice_before'], 100.0)} -> {_fmt(fg['dice_after'], 100.0)}"
+             f"(mean DSC {_fmt(fg['dice_before'], 100.0, digits=3)} -> {_fmt(fg['dice_after'], 100.0, digits=3)}"
              + (f"; worse: {', '.join(fg['targets_worse'])}" if fg["targets_worse"] else "") + ")"]
     for entry in post["per_target"]:
         lines.append(f"  - {entry['name']} {entry['ids']}: {'applied' if entry['applied'] else 'not applied'} "
-                     f"(DSC {_fmt(entry['dice_before'], 100.0)} -> {_fmt(entry['dice_after'], 100.0)})")
+                     f"(DSC {_fmt(entry['dice_before'], 100.0, digits=3)} -> "
+                     f"{_fmt(entry['dice_after'], 100.0, digits=3)})")
     if not post["steps"]:
         lines.append("  - no step improved the mean Dice: predictions are left as they are")
     return lines
