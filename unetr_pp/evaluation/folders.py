@@ -26,10 +26,10 @@ from unetr_pp.evaluation.metrics import (
     empty_target_metrics,
 )
 from unetr_pp.evaluation.protocols import Protocol, Target, label_target, resolve_protocol, restrict_protocol
-from unetr_pp.postprocessing.connected_components import Step, apply_postprocessing
-from unetr_pp.postprocessing.label_map import LabelMap, parse_label_map
 from unetr_pp.evaluation.report import build_summary, write_reports
 from unetr_pp.io.images import SUPPORTED_ENDINGS, Geometry, image_ending, read_image
+from unetr_pp.postprocessing.connected_components import Step, apply_postprocessing
+from unetr_pp.postprocessing.label_map import LabelMap, parse_label_map
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
 
 DEFAULT_NUM_PROCESSES = min(4, os.cpu_count() or 1)

@@ -12,8 +12,8 @@ from numbers import Integral
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from unetr_pp.postprocessing.label_map import LabelMap
 from unetr_pp.io import DatasetInfo, load_dataset_json
+from unetr_pp.postprocessing.label_map import LabelMap
 from unetr_pp.utilities.errors import UnetrPPError
 
 
