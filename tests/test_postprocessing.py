@@ -149,6 +149,14 @@ def test_external_testing_flare_to_msd_spleen_and_kits(tmp_path, capsys):
     summary = evaluate_folders(tmp_path / "kits" / "ref", tmp_path / "kits" / "pred", protocol="kits",
                                label_map="2:1", num_processes=1)
     assert list(summary["mean"]) == ["kidney"] and summary["mean"]["kidney"]["Dice"] == 1.0
+    lits = np.zeros(SHAPE, np.uint8)
+    lits[1:5, 1:5, 1:3] = 1
+    lits[1:5, 1:5, 3:5] = 2  # half the predicted liver cube is tumour in LiTS: liver = {1, 2} is the whole cube
+    lits[10, 1, 1] = 2  # and a tumour voxel outside it: 64 of 65 reference voxels predicted
+    _write_pairs(tmp_path / "lits", {"volume-0": (lits, pred)})
+    summary = evaluate_folders(tmp_path / "lits" / "ref", tmp_path / "lits" / "pred", protocol="lits",
+                               label_map="1:1", num_processes=1)
+    assert list(summary["mean"]) == ["liver"] and summary["mean"]["liver"]["Dice"] == pytest.approx(128 / 129)
     assert evaluate_main(["-ref", str(tmp_path / "kits" / "ref"), "-pred", str(tmp_path / "kits" / "pred"),
                           "--protocol", "feta", "--label_map", "2:9"]) == 2
     assert "no target of protocol 'feta' holds reference label(s) [9]" in capsys.readouterr().err
