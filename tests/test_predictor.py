@@ -244,3 +244,27 @@ def test_real_registry_network_loads_and_predicts(env_folders):
     probs = predict_preprocessed_case(model.networks, data, plans, "3d_fullres", PredictionOptions(mirror_axes=()))
     assert probs.shape == (3, 16, 20, 16)
     np.testing.assert_allclose(probs.sum(0), 1.0, rtol=1e-5)
+
+
+def test_postprocessing_json_is_applied_unless_skipped_and_label_map(tmp_path, fakes, trained, capsys):
+    from unetr_pp.inference.postprocessing import apply_postprocessing
+
+    folder, nets = trained
+    (tmp_path / "in").mkdir()
+    data = write_case(tmp_path / "in", "case_a", shape=(9, 12, 11), seed=4)
+    raw = expected_labels(nets, data)
+    steps = [(1,), (2,)]
+    post = apply_postprocessing(raw, steps)
+    assert not np.array_equal(post, raw)  # the random network predicts several components per label
+    save_json({"steps": [{"name": "a", "ids": [1]}, {"name": "b", "ids": [2]}]}, folder / "postprocessing.json")
+    assert run(tmp_path, "--disable_tta") == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "case_a.nii.gz")[0], post)
+    assert "largest component of [1]; largest component of [2]" in capsys.readouterr().out
+    assert run(tmp_path, "--disable_tta", "--overwrite", "--no_postprocessing") == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "case_a.nii.gz")[0], raw)
+    assert "skipped (--no_postprocessing)" in capsys.readouterr().out
+    assert run(tmp_path, "--disable_tta", "--overwrite", "--label_map", "2:1", "-nps", "1") == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "case_a.nii.gz")[0], (post == 2).astype(np.uint8))
+    save_json({"steps": [{"ids": []}]}, folder / "postprocessing.json")
+    assert run(tmp_path, "--disable_tta", "--overwrite") == 2
+    assert "postprocessing.json: every step needs positive label ids" in capsys.readouterr().err

@@ -1,27 +1,35 @@
-"""unetr_pp_evaluate: per-case, per-organ DSC and HD95 of a prediction folder -> summary.json/.csv/.md."""
+"""unetr_pp_evaluate: per-case, per-organ DSC and HD95 of a prediction folder -> summary.json/.csv/.md;
+with --cv, the cross-validation report of a trainer's folds -> cv_summary.* and postprocessing.json."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from unetr_pp.evaluation.cross_validation import DEFAULT_FOLDS, CVOptions, run_cross_validation
 from unetr_pp.evaluation.folders import DEFAULT_NUM_PROCESSES, evaluate_folders
 from unetr_pp.evaluation.metrics import EMPTY_CONVENTIONS, HD95_UNITS
 from unetr_pp.evaluation.protocols import ALL_LABELS, PROTOCOL_CHOICES
 from unetr_pp.evaluation.report import SUMMARY_FILES
-from unetr_pp.utilities.errors import cli_main
+from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, resolve_task
+from unetr_pp.utilities.errors import UnetrPPError, cli_main
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unetr_pp_evaluate",
-        description="Dice and HD95 (medpy definition, exact) per case and label; files are matched by name.",
+        description="Dice and HD95 (medpy definition, exact) per case and label; files are matched by name. "
+                    "With --cv: the cross-validation report of a trained model's folds.",
     )
-    parser.add_argument("-ref", required=True, type=Path, help="folder of reference label images")
-    parser.add_argument("-pred", required=True, type=Path, help="folder of predicted label images")
+    parser.add_argument("-ref", type=Path, help="folder of reference label images")
+    parser.add_argument("-pred", type=Path, help="folder of predicted label images")
     parser.add_argument("--protocol", choices=PROTOCOL_CHOICES, default=ALL_LABELS,
-                        help="synapse (8 organs), btcv (13), acdc (RV/Myo/LV), brats (WT/TC/ET regions) or "
+                        help="synapse (8 organs), btcv (13), acdc, brats (WT/TC/ET), amos (15), flare (4), feta (7), "
+                             "kits / lits / msd_pancreas / msd_hepatic_vessel (organ incl. lesion, lesion) or "
                              "all-labels (default: labels of dataset.json, else every label present)")
     parser.add_argument("-l", "--labels", type=int, nargs="+", help="evaluate only these label ids")
+    parser.add_argument("--label_map", metavar="PRED:REF,...",
+                        help="external testing: map predicted labels onto reference labels first, e.g. '3:1' or "
+                             "'1+2:1' (merged); unmapped predicted labels become background")
     parser.add_argument("--hd95-unit", choices=HD95_UNITS, default="mm",
                         help="mm: image spacing (default); voxel: array grid, as the UNETR++ paper")
     parser.add_argument("--empty", choices=EMPTY_CONVENTIONS, default="nan",
@@ -34,18 +42,57 @@ def _parser() -> argparse.ArgumentParser:
                         help="dataset.json whose labels to evaluate (default: found beside -ref or one folder up)")
     parser.add_argument("--only-predicted", action="store_true",
                         help="evaluate only references that have a prediction (default: a missing one is an error)")
+    cv = parser.add_argument_group("cross-validation (--cv)")
+    cv.add_argument("--cv", action="store_true",
+                    help="evaluate every finished fold's validation_raw against the raw labelsTr; writes "
+                         "cv_summary.{json,csv,md} and postprocessing.json into the trainer folder")
+    cv.add_argument("-t", "--task", help="task id or name (with --cv)")
+    cv.add_argument("-tr", "--trainer", help="trainer name, e.g. unetr_pp_trainer (with --cv)")
+    cv.add_argument("--folds", nargs="+", default=list(DEFAULT_FOLDS), help="folds (default 0 1 2 3 4)")
+    cv.add_argument("-c", "-m", "--configuration", default="3d_fullres", help="configuration (default 3d_fullres)")
+    cv.add_argument("-p", "--plans_identifier", default=DEFAULT_PLANS_IDENTIFIER,
+                    help=f"plans identifier (default {DEFAULT_PLANS_IDENTIFIER})")
+    cv.add_argument("--no_postprocessing", action="store_true",
+                    help="do not decide the largest-component postprocessing (no postprocessing.json)")
     return parser
+
+
+def _cross_validation(args: argparse.Namespace) -> int:
+    misplaced = [flag for flag, value in (("-ref", args.ref), ("-pred", args.pred), ("-o", args.output),
+                                          ("-l", args.labels), ("--label_map", args.label_map),
+                                          ("--dataset_json", args.dataset_json)) if value]
+    if misplaced:
+        raise UnetrPPError(f"--cv reads the trainer's folds; {', '.join(misplaced)} cannot be used with it")
+    if not args.task or not args.trainer:
+        raise UnetrPPError("--cv needs -t TASK and -tr TRAINER")
+    options = CVOptions(
+        task=resolve_task(args.task), trainer=args.trainer, folds=tuple(args.folds), configuration=args.configuration,
+        plans_identifier=args.plans_identifier, protocol=args.protocol, hd95_unit=args.hd95_unit, empty=args.empty,
+        num_processes=args.num_processes, postprocessing=not args.no_postprocessing,
+    )
+    _, paths = run_cross_validation(options)
+    print(paths[2].read_text())
+    print(f"written: {', '.join(map(str, paths))}")
+    return 0
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     """Entry point of unetr_pp_evaluate."""
     args = _parser().parse_args(argv)
+    if args.cv:
+        return _cross_validation(args)
+    cv_only = [flag for flag, value in (("-t", args.task), ("-tr", args.trainer),
+                                        ("--no_postprocessing", args.no_postprocessing)) if value]
+    if cv_only:
+        raise UnetrPPError(f"{', '.join(cv_only)} only go with --cv")
+    if args.ref is None or args.pred is None:
+        raise UnetrPPError("give -ref LABELS and -pred PREDICTIONS (or --cv -t TASK -tr TRAINER)")
     out_dir = args.output or args.pred
     evaluate_folders(
         args.ref, args.pred, protocol=args.protocol, labels=args.labels, hd95_unit=args.hd95_unit,
         empty=args.empty, out_dir=out_dir, num_processes=args.num_processes, dataset_json=args.dataset_json,
-        only_predicted=args.only_predicted,
+        only_predicted=args.only_predicted, label_map=args.label_map,
     )
     print((out_dir / "summary.md").read_text())
     print(f"written: {', '.join(str(out_dir / name) for name in SUMMARY_FILES)}")

@@ -10,6 +10,8 @@ import torch
 from unetr_pp.inference.models import DEFAULT_CHECKPOINT, load_trained_model, trained_model_folder
 from unetr_pp.inference.predictor import PredictionOptions, predict_folder
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, resolve_task, results_folder
+from unetr_pp.inference.postprocessing import POSTPROCESSING_FILE, read_postprocessing
+from unetr_pp.inference.label_map import parse_label_map
 from unetr_pp.utilities.errors import cli_main, problems_error
 from unetr_pp.utilities.memory import keep_freed_memory
 
@@ -48,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="axes (z y x of the plans) mirrored for test-time augmentation (default 0 1 2)")
     p.add_argument("--save_probabilities", action="store_true",
                    help="also write <case_id>.npz (probabilities) and <case_id>.json (properties)")
+    p.add_argument("--no_postprocessing", action="store_true",
+                   help=f"do not apply the trainer folder's {POSTPROCESSING_FILE} (largest-component rule decided "
+                        "by unetr_pp_evaluate --cv); default: applied when the file exists")
+    p.add_argument("--label_map", metavar="PRED:REF,...",
+                   help="write labels mapped onto another dataset's ids, e.g. '3:1' (unmapped labels -> background)")
     p.add_argument("--overwrite", action="store_true", help="predict cases whose output already exists")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default cuda when available)")
@@ -66,17 +73,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     step_size = 1.0 - args.overlap if args.overlap is not None else args.step_size
+    task = resolve_task(args.task, [results_folder() / args.configuration])
+    folder = trained_model_folder(task, args.trainer, args.configuration, args.plans_identifier)
+    rule = folder / POSTPROCESSING_FILE
+    steps = read_postprocessing(rule) if rule.is_file() and not args.no_postprocessing else ()
     options = PredictionOptions(
         step_size=step_size, sw_batch_size=args.sw_batch_size,
         mirror_axes=() if args.disable_tta else tuple(args.mirror_axes), accumulate=args.accumulate,
         save_probabilities=args.save_probabilities, overwrite=args.overwrite,
         num_processes_preprocessing=args.num_processes_preprocessing, num_processes_export=args.num_processes_export,
+        postprocessing=steps, label_map=parse_label_map(args.label_map) if args.label_map else None,
     )
-    task = resolve_task(args.task, [results_folder() / args.configuration])
-    folder = trained_model_folder(task, args.trainer, args.configuration, args.plans_identifier)
     model = load_trained_model(folder, args.folds, args.checkpoint, args.device)
     print(f"{model.network_name} from {folder}, folds {' '.join(model.folds)}, step {step_size:g}, "
           f"TTA {'off' if not options.mirror_axes else 'axes ' + str(list(options.mirror_axes))}, device {args.device}")
+    if rule.is_file():
+        print(f"postprocessing ({rule}): " + ("skipped (--no_postprocessing)" if args.no_postprocessing else
+              "; ".join(f"largest component of {list(ids)}" for ids in steps) or "none (no step improved the CV)"))
     report = predict_folder(args.input, args.output, model, options, args.device)
     print(f"wrote {len(report.written)} case(s) to {args.output}", end="")
     if report.skipped:

@@ -22,9 +22,11 @@ from unetr_pp.evaluation.metrics import (
     compute_case_metrics,
     empty_target_metrics,
 )
-from unetr_pp.evaluation.protocols import Protocol, Target, label_target, resolve_protocol
+from unetr_pp.evaluation.protocols import Protocol, Target, label_target, resolve_protocol, restrict_protocol
 from unetr_pp.evaluation.report import build_summary, write_reports
 from unetr_pp.io.images import SUPPORTED_ENDINGS, Geometry, image_ending, read_image
+from unetr_pp.inference.postprocessing import Step, apply_postprocessing
+from unetr_pp.inference.label_map import LabelMap, parse_label_map
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
 from unetr_pp.utilities.parallel import default_workers, parallel_map
 
@@ -40,6 +42,8 @@ class _Job:
     allowed: frozenset[int] | None
     hd95_unit: str
     empty: str
+    label_map: LabelMap | None = None
+    postprocessing: tuple[Step, ...] = ()
     threads: int = 1  # per case: > 1 when there are fewer cases than processes
 
 
@@ -162,6 +166,9 @@ def _evaluate_case(job: _Job) -> _Result:
         prediction = as_label_array(prediction, job.prediction)
     except UnetrPPError as err:
         return None, [str(err)], []
+    prediction = apply_postprocessing(prediction, job.postprocessing)
+    if job.label_map is not None:
+        prediction = job.label_map.apply(prediction)
     boxes = case_bounding_boxes(reference, prediction, job.threads)
     if job.allowed is not None:
         problems = [
@@ -198,16 +205,24 @@ def evaluate_folders(
     num_processes: int = DEFAULT_NUM_PROCESSES,
     dataset_json: str | Path | None = None,
     only_predicted: bool = False,
+    label_map: str | LabelMap | None = None,
+    postprocessing: Sequence[Step] = (),
 ) -> dict:
     """Evaluate PRED_DIR against REF_DIR -> the summary dict (also written to `out_dir` when given).
 
-    `protocol`: synapse, btcv, acdc, brats or all-labels/None (labels of `dataset_json`, of a
+    `protocol`: a name of PROTOCOLS or all-labels/None (labels of `dataset_json`, of a
     dataset.json found beside REF_DIR or one folder up, else every label value present); `labels`
-    restricts to these ids. See docs/evaluation.md for the conventions.
+    restricts to these ids; `label_map` ('PRED:REF,...', e.g. '1+2:1') maps predicted labels onto
+    reference labels first (external testing); `postprocessing` (largest-component steps, label ids of
+    the prediction) is applied to each prediction before that. See docs/evaluation.md for the conventions.
     """
     ref_dir, pred_dir = Path(ref_dir), Path(pred_dir)
     check_options(hd95_unit, empty)
     chosen: Protocol | None = resolve_protocol(protocol, labels, dataset_json, ref_dir)
+    if isinstance(label_map, str):
+        label_map = parse_label_map(label_map)
+    if label_map is not None:
+        chosen = restrict_protocol(chosen, label_map)
     pairs = match_cases(ref_dir, pred_dir, only_predicted)
     if out_dir is not None:
         check_output_dir(Path(out_dir))
@@ -215,7 +230,7 @@ def evaluate_folders(
     threads = max(1, num_processes // max(len(pairs), 1))  # spare processes become threads within a case
     jobs = [
         _Job(case, ref, pred, chosen.targets if chosen else None, chosen.allowed if chosen else None, hd95_unit, empty,
-             threads)
+             label_map, tuple(tuple(step) for step in postprocessing), threads)
         for case, ref, pred in pairs
     ]
     results = _run(jobs, num_processes)

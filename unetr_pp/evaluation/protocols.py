@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from unetr_pp.io import DatasetInfo, load_dataset_json
+from unetr_pp.inference.label_map import LabelMap
 from unetr_pp.utilities.errors import UnetrPPError
 
 
@@ -57,6 +58,40 @@ _BTCV = (
 _SYNAPSE_IDS = (1, 2, 3, 4, 6, 7, 8, 11)
 _ACDC = ((1, "RV", "RV"), (2, "Myo", "Myo"), (3, "LV", "LV"))
 _BRATS_LABELS = ((1, "edema", "ED"), (2, "non_enhancing_tumor", "NET"), (3, "enhancing_tumor", "ET"))
+_AMOS = (  # AMOS 2022 dataset.json
+    (1, "spleen", "Spl"),
+    (2, "right_kidney", "RKid"),
+    (3, "left_kidney", "LKid"),
+    (4, "gallbladder", "Gal"),
+    (5, "esophagus", "Eso"),
+    (6, "liver", "Liv"),
+    (7, "stomach", "Sto"),
+    (8, "aorta", "Aor"),
+    (9, "postcava", "IVC"),
+    (10, "pancreas", "Pan"),
+    (11, "right_adrenal_gland", "RAG"),
+    (12, "left_adrenal_gland", "LAG"),
+    (13, "duodenum", "Duo"),
+    (14, "bladder", "Bla"),
+    (15, "prostate_uterus", "Pro/Ut"),
+)
+_FLARE = ((1, "liver", "Liv"), (2, "kidney", "Kid"), (3, "spleen", "Spl"), (4, "pancreas", "Pan"))  # FLARE 2021
+_FETA = (  # FeTA 2021
+    (1, "external_csf", "eCSF"),
+    (2, "grey_matter", "GM"),
+    (3, "white_matter", "WM"),
+    (4, "ventricles", "Vent"),
+    (5, "cerebellum", "Cereb"),
+    (6, "deep_grey_matter", "dGM"),
+    (7, "brainstem", "BS"),
+)
+# structure + lesion releases: label 1 = organ (without the lesion), 2 = lesion; the organ is scored with its lesion
+_LESION_TASKS = {
+    "kits": ("kidney", "Kid", "tumor", "Tum"),  # KiTS 2019
+    "lits": ("liver", "Liv", "tumor", "Tum"),  # LiTS
+    "msd_pancreas": ("pancreas", "Pan", "tumor", "Tum"),  # MSD Task07: pancreas, cancer
+    "msd_hepatic_vessel": ("vessel", "Ves", "tumor", "Tum"),  # MSD Task08: vessel, tumour
+}
 
 
 def _labels(entries: Iterable[tuple[int, str, str]]) -> tuple[Target, ...]:
@@ -74,6 +109,14 @@ PROTOCOLS: dict[str, Protocol] = {
         (Target("WT", (1, 2, 3)), Target("TC", (2, 3)), Target("ET", (3,))),
         frozenset(range(4)),
     ),
+    "amos": Protocol("amos", _labels(_AMOS), frozenset(range(16))),
+    "flare": Protocol("flare", _labels(_FLARE), frozenset(range(5))),
+    "feta": Protocol("feta", _labels(_FETA), frozenset(range(8))),
+    **{
+        name: Protocol(name, (Target(organ, (1, 2), organ_short), Target(lesion, (2,), lesion_short)),
+                       frozenset(range(3)))
+        for name, (organ, organ_short, lesion, lesion_short) in _LESION_TASKS.items()
+    },
 }
 ALL_LABELS = "all-labels"
 PROTOCOL_CHOICES = (*PROTOCOLS, ALL_LABELS)
@@ -82,6 +125,13 @@ _LABEL_NAMES = {
     "btcv": _labels(_BTCV),
     "acdc": _labels(_ACDC),
     "brats": _labels(_BRATS_LABELS),
+    "amos": _labels(_AMOS),
+    "flare": _labels(_FLARE),
+    "feta": _labels(_FETA),
+    **{
+        name: (Target(f"{organ}_only", (1,), short), Target(lesion, (2,), lesion_short))
+        for name, (organ, short, lesion, lesion_short) in _LESION_TASKS.items()
+    },
 }
 
 
@@ -170,3 +220,24 @@ def resolve_protocol(
         found = dataset_json if dataset_json is not None else find_dataset_json(ref_dir)
         chosen = load_dataset_protocol(found) if found is not None else None
     return select_labels(chosen, labels) if labels else chosen
+
+
+def restrict_protocol(protocol: Protocol | None, label_map: LabelMap) -> Protocol:
+    """The targets a mapped prediction can be scored on: those holding a mapped reference id.
+
+    With no protocol these are the map's reference labels. A protocol none of whose targets holds a
+    mapped id is an error.
+    """
+    refs = set(label_map.reference_labels)
+    suffix = f"predicted labels mapped {label_map.text}"
+    if protocol is None:
+        return Protocol(f"labels present, {suffix}", tuple(label_target(r) for r in sorted(refs)), None)
+    targets = tuple(t for t in protocol.targets if refs & set(t.ids))
+    if not targets:
+        raise UnetrPPError(f"--label_map {label_map.text!r}: no target of protocol {protocol.name!r} holds reference "
+                           f"label(s) {sorted(refs)} (targets: "
+                           f"{', '.join(f'{t.name} {list(t.ids)}' for t in protocol.targets)})")
+    if protocol.allowed is not None and not refs <= protocol.allowed:
+        raise UnetrPPError(f"--label_map {label_map.text!r}: reference label(s) {sorted(refs - protocol.allowed)} "
+                           f"are not part of protocol {protocol.name!r} (allowed: {sorted(protocol.allowed)})")
+    return Protocol(f"{protocol.name}, {suffix}", targets, protocol.allowed)

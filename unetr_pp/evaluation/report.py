@@ -51,6 +51,19 @@ def _target_mean(cases: list[dict], name: str) -> dict:
             "n_one_empty": one_empty, "n_both_empty": both_empty}
 
 
+def case_means(per_case: Sequence[dict], targets: Sequence[Target]) -> tuple[dict, dict]:
+    """(mean {target: {Dice, HD95, *_std, n_one_empty, n_both_empty}}, foreground_mean {Dice, HD95}).
+
+    `per_case`: entries whose metric values are already cleaned (None where undefined).
+    """
+    mean = {t.name: _target_mean(list(per_case), t.name) for t in targets}
+    foreground = {}
+    for key in ("Dice", "HD95"):
+        defined = [m[key] for m in mean.values() if m[key] is not None]
+        foreground[key] = float(np.mean(defined)) if defined else None
+    return mean, foreground
+
+
 def build_summary(
     cases: Sequence[dict], targets: Sequence[Target], protocol: str, hd95_unit: str, empty: str
 ) -> dict:
@@ -59,11 +72,7 @@ def build_summary(
         {**case, "metrics": {t.name: {k: _clean(case["metrics"][t.name][k]) for k in METRIC_KEYS} for t in targets}}
         for case in cases
     ]
-    mean = {t.name: _target_mean(per_case, t.name) for t in targets}
-    foreground = {}
-    for key in ("Dice", "HD95"):
-        defined = [m[key] for m in mean.values() if m[key] is not None]
-        foreground[key] = float(np.mean(defined)) if defined else None
+    mean, foreground = case_means(per_case, targets)
     return {
         "hd95_unit": hd95_unit,
         "empty_convention": empty,

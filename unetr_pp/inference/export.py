@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 
 from unetr_pp.io.images import Geometry, image_ending, write_image
+from unetr_pp.inference.postprocessing import Step, apply_postprocessing
+from unetr_pp.inference.label_map import LabelMap
 from unetr_pp.preprocessing.resampling import ANISOTROPY_THRESHOLD, resample_to_spacing
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import atomic_path, save_json
@@ -64,8 +66,12 @@ def check_properties(properties: dict) -> None:
 
 def export_prediction(probabilities: np.ndarray, properties: dict, output_file: str | os.PathLike,
                       regions_class_order: Sequence[int] | None = None, save_probabilities: bool = False,
-                      separate_z_threshold: float = ANISOTROPY_THRESHOLD) -> None:
+                      separate_z_threshold: float = ANISOTROPY_THRESHOLD, postprocessing: Sequence[Step] = (),
+                      label_map: LabelMap | None = None) -> None:
     """Write (K, z, y, x) preprocessed-space probabilities as a label image in the case's original geometry.
+
+    The labels get the largest-component `postprocessing` steps, then `label_map` (the probabilities
+    are written as predicted). Components are found inside the crop box, which only drops background.
 
     With `save_probabilities`, also `<case>.npz` (key `probabilities`, (K, z, y, x) original axes and shape)
     and `<case>.json` (the properties) beside the image.
@@ -78,7 +84,10 @@ def export_prediction(probabilities: np.ndarray, properties: dict, output_file: 
     probs = resample_to_spacing(probabilities, properties["spacing_after_resampling"], target_spacing, is_seg=False,
                                 order=PROBABILITY_ORDER, order_z=0, threshold=separate_z_threshold,
                                 new_shape=cropped_shape)
-    labels = _uncrop(_to_original_axes(probabilities_to_labels(probs, regions_class_order), transpose), properties)
+    labels = apply_postprocessing(probabilities_to_labels(probs, regions_class_order), postprocessing)
+    if label_map is not None:
+        labels = label_map.apply(labels)
+    labels = _uncrop(_to_original_axes(labels, transpose), properties)
     write_image(labels, Geometry.from_json(properties["geometry"]), output_file)
     if save_probabilities:
         background = np.zeros(len(probs), dtype=np.float32)

@@ -24,6 +24,8 @@ from unetr_pp.inference.models import TrainedModel
 from unetr_pp.inference.sliding_window import SlidingWindowSettings, predict_probabilities
 from unetr_pp.io.plans import Plans
 from unetr_pp.preprocessing.preprocessed_data import preprocess_case_for_inference
+from unetr_pp.inference.postprocessing import Step
+from unetr_pp.inference.label_map import LabelMap
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import check_writable_dir
 from unetr_pp.utilities.parallel import spawn_pool
@@ -31,7 +33,11 @@ from unetr_pp.utilities.parallel import spawn_pool
 
 @dataclass(frozen=True)
 class PredictionOptions:
-    """Sliding-window and pipeline settings; `mirror_axes=()` disables test-time mirroring."""
+    """Sliding-window and pipeline settings; `mirror_axes=()` disables test-time mirroring.
+
+    `postprocessing`: largest-component steps (label id tuples) applied to the labels before writing;
+    `label_map`: then maps the labels onto another dataset's ids (external testing).
+    """
 
     step_size: float = 0.5
     sw_batch_size: int = 4
@@ -41,6 +47,8 @@ class PredictionOptions:
     overwrite: bool = False
     num_processes_preprocessing: int = 2
     num_processes_export: int = 2
+    postprocessing: tuple[Step, ...] = ()
+    label_map: LabelMap | None = None
 
     def __post_init__(self) -> None:
         SlidingWindowSettings((1, 1, 1), self.step_size, self.sw_batch_size, tuple(self.mirror_axes), self.accumulate)
@@ -70,10 +78,12 @@ def predict_preprocessed_case(networks: Sequence[nn.Module], data: np.ndarray, p
 
 
 def export_case(probabilities: np.ndarray, properties: dict, plans: Plans, configuration: str,
-                output_file: str | os.PathLike, save_probabilities: bool = False) -> None:
+                output_file: str | os.PathLike, save_probabilities: bool = False,
+                postprocessing: Sequence[Step] = (), label_map: LabelMap | None = None) -> None:
     """Write (K, z, y, x) probabilities as labels in the case's original geometry using the plans' settings."""
     threshold = plans.configuration(configuration).resampling.separate_z_anisotropy_threshold
-    export_prediction(probabilities, properties, output_file, plans.regions_class_order, save_probabilities, threshold)
+    export_prediction(probabilities, properties, output_file, plans.regions_class_order, save_probabilities, threshold,
+                      postprocessing, label_map)
 
 
 def preprocess_case(case_id: str, images: Sequence[Path], plans: Plans, configuration: str) -> tuple[np.ndarray, dict]:
@@ -162,7 +172,7 @@ def predict_folder(input_folder: str | os.PathLike, output_folder: str | os.Path
                 probs = predict_preprocessed_case(model.networks, data, model.plans, model.configuration, options,
                                                   device)
                 args = (probs, properties, model.plans, model.configuration, outputs[case.case_id],
-                        options.save_probabilities)
+                        options.save_probabilities, options.postprocessing, options.label_map)
                 if export_pool is None:
                     export_case(*args)
                     exports.append((case.case_id, None))
