@@ -161,7 +161,9 @@ def test_builtin_trainers_and_optimizer_options(tmp_path):
                 "swin_unetr_trainer": "swin_unetr", "uxnet_trainer": "uxnet", "repuxnet_trainer": "repuxnet",
                 "deformuxnet_trainer": "deformuxnet", "unetr_pp_trainer_synapse": "unetr_pp",
                 "unetr_pp_trainer_acdc": "unetr_pp", "unetr_pp_trainer_lung": "unetr_pp",
-                "unetr_pp_trainer_tumor": "unetr_pp"}
+                "unetr_pp_trainer_tumor": "unetr_pp", "nnformer_trainer": "nnformer", "transbts_trainer": "transbts",
+                "unest_base_trainer": "unest_base", "unest_large_trainer": "unest_large",
+                "uxnet_k21_trainer": "uxnet_k21"}
     assert {name: get_trainer_class(name).network_name for name in expected} == expected
     plans = {"configurations": {"3d_fullres": {}}}
     setup = FoldSetup(TASK, "0", "3d_fullres", "p", plans, tmp_path, tmp_path, tmp_path / "out")

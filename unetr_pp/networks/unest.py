@@ -37,8 +37,14 @@ LN_EPS = 1e-6
 
 
 def validate(plans_config: dict, **_kwargs) -> tuple[int, ...]:
-    """The plans patch as a 3-tuple, or UnetrPPError naming UNesT, the patch and the divisor (32) it needs."""
-    return check_patch_divisible(NETWORK_NAME, config_value(NETWORK_NAME, plans_config, "patch_size"), (DIVISOR,) * 3)
+    """The plans patch as a 3-tuple, or UnetrPPError naming UNesT, the patch and the divisor (32) it needs;
+    32x32x32 is refused too: its 1x1x1 bottleneck cannot be instance-normalised in training."""
+    patch = check_patch_divisible(NETWORK_NAME, config_value(NETWORK_NAME, plans_config, "patch_size"),
+                                  (DIVISOR,) * 3)
+    if patch == (DIVISOR,) * 3:
+        raise UnetrPPError(f"{NETWORK_NAME}: patch size {list(patch)} leaves a 1x1x1 bottleneck that instance "
+                           f"normalisation cannot train on; use a multiple of {DIVISOR} larger on at least one axis")
+    return patch
 
 
 class NestLayer(nn.Module):
