@@ -132,3 +132,10 @@ def test_nest_level_attends_within_blocks_only():
     with torch.no_grad():
         diff = (level(x) - level(y)).abs().sum(1)[0]
     assert diff[2:, 2:, 4:].sum() > 0 and diff[:2].sum() == 0 and diff[:, :2].sum() == 0 and diff[:, :, :4].sum() == 0
+
+
+def test_compare_and_summary_accept_the_new_names():
+    from unetr_pp.cli.compare import build_parser
+    from unetr_pp.cli.model_summary import main as summary_main
+    assert build_parser().parse_args(["-t", "990", "--networks", *NEW]).networks == list(NEW)
+    assert summary_main(["--network", "transbts", "--input", "20", "32", "32"]) == 2
