@@ -139,3 +139,34 @@ def test_compare_and_summary_accept_the_new_names():
     from unetr_pp.cli.model_summary import main as summary_main
     assert build_parser().parse_args(["-t", "990", "--networks", *NEW]).networks == list(NEW)
     assert summary_main(["--network", "transbts", "--input", "20", "32", "32"]) == 2
+
+
+def test_shifted_window_block_matches_brute_force_attention():
+    """SwinBlock (roll, windows, shift mask, relative bias, MLP) against a per-token loop over the grid."""
+    from unetr_pp.networks.nnformer import MASK_VALUE, SwinBlock
+    torch.manual_seed(0)
+    dim, heads, w, shift, n = 4, 2, 2, 1, 4
+    block = SwinBlock(dim, heads, w, shift, 0.0).eval()
+    x = torch.randn(1, n, n, n, dim, dtype=torch.float64)
+    block.double()
+    with torch.no_grad():
+        q, k, v = block.attn.in_proj(block.norm1(x)[0]).chunk(3, -1)
+        coords = list(itertools.product(range(n), repeat=3))
+        rolled = {c: tuple((a - shift) % n for a in c) for c in coords}
+        region = {c: tuple(int(r >= n - w) + int(r >= n - shift) for r in rolled[c]) for c in coords}
+        d = dim // heads
+        out = torch.zeros(n, n, n, dim, dtype=torch.float64)
+        for c in coords:
+            mates = [m for m in coords if all(a // w == b // w for a, b in zip(rolled[c], rolled[m]))]
+            for h in range(heads):
+                sl = slice(h * d, (h + 1) * d)
+                logits = []
+                for m in mates:
+                    off = [a % w - b % w + w - 1 for a, b in zip(rolled[c], rolled[m])]
+                    bias = block.attn.bias_table[(off[0] * (2 * w - 1) + off[1]) * (2 * w - 1) + off[2], h]
+                    logits.append(q[c][sl] @ k[m][sl] / d ** 0.5 + bias + (0 if region[c] == region[m] else MASK_VALUE))
+                p = torch.softmax(torch.stack(logits), 0)
+                out[c][sl] = sum(pi * v[m][sl] for pi, m in zip(p, mates))
+        y = x[0] + block.attn.proj(out)
+        expected = y + block.mlp(block.norm2(y))
+        assert torch.allclose(block(x)[0], expected, atol=1e-10)

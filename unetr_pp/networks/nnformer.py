@@ -86,13 +86,13 @@ class WindowAttention(nn.Module):
         self.bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 3, heads))
         nn.init.trunc_normal_(self.bias_table, std=0.02)
         self.register_buffer("bias_index", relative_position_index((window,) * 3), persistent=False)
-        self.kv = nn.Linear(dim, (2 if cross else 3) * dim)
+        self.in_proj = nn.Linear(dim, (2 if cross else 3) * dim)  # q, k, v; only k, v when cross
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, query: torch.Tensor | None = None) -> torch.Tensor:
         """x (B*nW, N, C), mask (nW, N, N) or None, query (B*nW, N, C) for cross attention -> (B*nW, N, C)."""
         n, c = x.shape[1:]
-        projected = self.kv(x).chunk(2 if query is not None else 3, dim=-1)
+        projected = self.in_proj(x).chunk(2 if query is not None else 3, dim=-1)
         q, k, v = ((query,) + projected) if query is not None else projected
         bias = self.bias_table[self.bias_index].permute(2, 0, 1)  # (heads, N, N)
         windows = 1 if mask is None else mask.shape[0]
