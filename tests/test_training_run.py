@@ -83,7 +83,7 @@ def _error(capsys, argv) -> str:
 
 
 def test_bad_input_messages(tiny_task, capsys):
-    assert "valid trainers: deformuxnet_trainer, nnunet_trainer, repuxnet_trainer" in _error(
+    assert "valid trainers: deformuxnet_trainer, nnformer_trainer, nnunet_trainer, repuxnet_trainer" in _error(
         capsys, run_args(trainer="no_such_trainer"))
     assert "fold 7 is outside the split: splits_final.json has 5 folds (0-4)" in _error(capsys, run_args(fold="7"))
     assert "supports --optimizer sgd, not 'adamw'" in _error(capsys, run_args() + ["--optimizer", "adamw"]).replace(
