@@ -14,6 +14,9 @@ from unetr_pp.networks.transformer_blocks import partition, unpartition
 from unetr_pp.networks.unest import NestLevel
 from unetr_pp.training.losses import DeepSupervisionLoss, DiceCELoss
 from unetr_pp.utilities.errors import UnetrPPError
+from unetr_pp.utilities.files import load_json, save_json
+
+from training_tasks import TASK, fold_folder, run_args, tiny_task, tiny_template  # noqa: F401 (fixtures)
 
 NEW = ("nnformer", "transbts", "unest_base", "unest_large", "uxnet_k21")
 SMALL = {
@@ -170,3 +173,19 @@ def test_shifted_window_block_matches_brute_force_attention():
         y = x[0] + block.attn.proj(out)
         expected = y + block.mlp(block.norm2(y))
         assert torch.allclose(block(x)[0], expected, atol=1e-10)
+
+
+def test_nnformer_trainer_trains_and_the_predictor_loads_it(tiny_task):
+    """unetr_pp_train with nnformer_trainer (deep supervision on) on the tiny task; inference rebuilds it without."""
+    from unetr_pp.cli.train import main as train_main
+    from unetr_pp.inference.models import load_trained_model
+    plans_path = tiny_task["unetr_pp_preprocessed"] / TASK / "unetr_pp_Plansv2.1.json"
+    plans = load_json(plans_path)
+    plans["configurations"]["3d_fullres"].setdefault("network_kwargs", {})["nnformer"] = dict(SMALL["nnformer"][1])
+    save_json(plans, plans_path)
+    assert train_main(run_args(trainer="nnformer_trainer", epochs=1, iters=1)) == 0
+    folder = fold_folder(tiny_task, "nnformer_trainer")
+    log = next(folder.glob("training_log_*.txt")).read_text()
+    assert "deep supervision scales [(1.0, 1.0, 1.0), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)]" in log
+    model = load_trained_model(folder.parent, ["0"])
+    assert model.networks[0](torch.zeros(1, 1, 16, 32, 32)).shape == (1, 3, 16, 32, 32)
