@@ -16,8 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from unetr_pp.networks.blocks import DropPath, check_kwargs, check_patch_divisible, config_value, drop_path_rates
-from unetr_pp.networks.transformer_blocks import Mlp, channels_last_norm, partition, to_channels_first, to_tokens, \
-    unpartition
+from unetr_pp.networks.transformer_blocks import (
+    Mlp,
+    channels_last_norm,
+    partition,
+    to_channels_first,
+    to_tokens,
+    unpartition,
+)
 from unetr_pp.utilities.errors import UnetrPPError
 
 NETWORK_NAME = "nnFormer"

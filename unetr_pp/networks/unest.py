@@ -17,10 +17,23 @@ from monai.networks.blocks.dynunet_block import UnetOutBlock, UnetResBlock, get_
 from monai.networks.blocks.unetr_block import UnetrUpBlock
 from torch import nn
 
-from unetr_pp.networks.blocks import DropPath, SingleOutputMixin, check_kwargs, check_patch_divisible, config_value, \
-    drop_path_rates
-from unetr_pp.networks.transformer_blocks import Mlp, SelfAttention, channels_last_norm, partition, to_channels_first, \
-    to_tokens, unpartition
+from unetr_pp.networks.blocks import (
+    DropPath,
+    SingleOutputMixin,
+    check_kwargs,
+    check_patch_divisible,
+    config_value,
+    drop_path_rates,
+)
+from unetr_pp.networks.transformer_blocks import (
+    Mlp,
+    SelfAttention,
+    channels_last_norm,
+    partition,
+    to_channels_first,
+    to_tokens,
+    unpartition,
+)
 from unetr_pp.utilities.errors import UnetrPPError
 
 NETWORK_NAME = "UNesT"
