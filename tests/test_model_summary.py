@@ -21,6 +21,11 @@ SEED_TABLE = {
     "repuxnet": (65.8, 757.4),
     "deformuxnet": (55.8, 635.8),
     "nnunet": (31.2, None),
+    "nnformer": (149.3, None),  # 240.2 G is the 8-class (FeTA) count: test_nnformer_table_counts_eight_classes
+    "transbts": (31.6, 110.4),
+    "unest_base": (87.2, 258.4),
+    "unest_large": (279.5, 597.8),
+    "uxnet_k21": (65.9, 757.6),
 }
 
 

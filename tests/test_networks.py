@@ -20,17 +20,23 @@ SMALL_KWARGS = {
     "repuxnet": {"dims": [8, 16, 32, 64], "hidden_size": 64, "kernel_size": 7},
     "deformuxnet": {"dims": [8, 16, 32, 64], "hidden_size": 64},
     "nnunet": {"base_features": 8},
+    "nnformer": {"embed_dim": 8, "num_heads": [1, 2, 2, 4]},
+    "transbts": {"base_channels": 8, "embedding_dim": 64, "num_heads": 4, "num_layers": 1, "hidden_dim": 64},
+    "unest_base": {"embed_dims": [16, 32, 64], "num_heads": [1, 2, 2], "depths": [1, 1, 1]},
+    "unest_large": {"embed_dims": [16, 32, 64], "num_heads": [1, 2, 2], "depths": [1, 1, 2]},
+    "uxnet_k21": {"dims": [8, 16, 32, 64], "hidden_size": 64, "depths": [1, 1, 1, 1]},
 }
-PATCH = {"swin_unetr": [32, 64, 64]}
+PATCH = {"swin_unetr": [32, 64, 64], "unest_base": [32, 32, 64], "unest_large": [32, 32, 64]}
 # expected deep-supervision scales at the tiny configuration below
 DS_SCALES = {
     "unetr_pp": [(1.0, 1.0, 1.0), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)],
     "nnunet": [(1.0, 1.0, 1.0), (1.0, 0.5, 0.5)],
+    "nnformer": [(1.0, 1.0, 1.0), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)],
 }
 
 
 def tiny_config(name: str) -> dict:
-    """A 2-channel, 3-class plans configuration at 32^3 (SwinUNETR 32x64x64) with anisotropic nnU-Net pooling."""
+    """A 2-channel, 3-class plans configuration at 32^3 (SwinUNETR 32x64x64, UNesT 32x32x64), anisotropic nnU-Net pooling."""
     return {"patch_size": PATCH.get(name, [32, 32, 32]), "num_input_channels": 2, "num_classes": 3,
             "pool_op_kernel_sizes": [[1, 2, 2], [2, 2, 2]], "conv_kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3]],
             "network_kwargs": {name: dict(SMALL_KWARGS[name])}}

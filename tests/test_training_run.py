@@ -127,7 +127,7 @@ def _error(capsys, argv) -> str:
 
 
 def test_bad_input_messages(tiny_task, capsys):
-    assert "valid trainers: deformuxnet_trainer, nnunet_trainer, repuxnet_trainer" in _error(
+    assert "valid trainers: deformuxnet_trainer, nnformer_trainer, nnunet_trainer, repuxnet_trainer" in _error(
         capsys, run_args(trainer="no_such_trainer"))
     assert "fold 7 is outside the split: splits_final.json has 5 folds (0-4)" in _error(capsys, run_args(fold="7"))
     assert "supports --optimizer sgd, not 'adamw'" in _error(capsys, run_args() + ["--optimizer", "adamw"]).replace(
@@ -206,7 +206,9 @@ def test_builtin_trainers_and_optimizer_options(tmp_path):
                 "swin_unetr_trainer": "swin_unetr", "uxnet_trainer": "uxnet", "repuxnet_trainer": "repuxnet",
                 "deformuxnet_trainer": "deformuxnet", "unetr_pp_trainer_synapse": "unetr_pp",
                 "unetr_pp_trainer_acdc": "unetr_pp", "unetr_pp_trainer_lung": "unetr_pp",
-                "unetr_pp_trainer_tumor": "unetr_pp"}
+                "unetr_pp_trainer_tumor": "unetr_pp", "nnformer_trainer": "nnformer", "transbts_trainer": "transbts",
+                "unest_base_trainer": "unest_base", "unest_large_trainer": "unest_large",
+                "uxnet_k21_trainer": "uxnet_k21"}
     assert {name: get_trainer_class(name).network_name for name in expected} == expected
     setup = FoldSetup(TASK, "0", "3d_fullres", "p", make_plans(), tmp_path, tmp_path, tmp_path / "out")
     params = [torch.nn.Parameter(torch.zeros(2))]

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="task id or name, e.g. 990 or Task990_Demo (several only with --table)")
     parser.add_argument("--networks", nargs="+", default=list(DEFAULT_NETWORKS), choices=NETWORK_NAMES,
                         metavar="NET", help=f"architectures, trained as <NET>_trainer (default: "
-                                            f"{' '.join(DEFAULT_NETWORKS)}; also: swin_unetr)")
+                                            f"{' '.join(DEFAULT_NETWORKS)}; also: "
+                                            f"{' '.join(n for n in NETWORK_NAMES if n not in DEFAULT_NETWORKS)})")
     parser.add_argument("--fold", default="0", help="fold to train and compare on (default 0)")
     parser.add_argument("--budget", metavar="EPOCHSxITERS",
                         help="epochs x iterations per epoch for every network, e.g. 14x25 (default: the trainers' "

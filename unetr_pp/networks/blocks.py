@@ -1,7 +1,7 @@
 """Shared building blocks of the network zoo: patch checks, the single-output contract, DropPath, LayerNorm, UX decoder."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from monai.networks.blocks.dynunet_block import UnetOutBlock
@@ -23,6 +23,15 @@ def check_patch_divisible(network: str, patch_size: Sequence[int], divisor: Sequ
         raise UnetrPPError(f"{network}: patch size {list(patch)} is not divisible by {list(div)} (per axis); "
                            "choose a patch that is a multiple of it")
     return patch
+
+
+def problems_of(check: Callable[..., object], *args, **kwargs) -> list[str]:
+    """[] when `check(*args, **kwargs)` passes, else the message of the UnetrPPError it raised."""
+    try:
+        check(*args, **kwargs)
+    except UnetrPPError as err:
+        return [str(err)]
+    return []
 
 
 def config_value(network: str, plans_config: dict, key: str):

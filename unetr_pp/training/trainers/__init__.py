@@ -16,7 +16,8 @@ from unetr_pp.training.trainer import Trainer
 from unetr_pp.utilities.errors import UnetrPPError
 
 EXTRA_TRAINERS_VAR = "unetr_pp_extra_trainers"
-TRAINER_MODULES = ("nnunet", "unetr_pp", "unetr", "swin_unetr", "uxnet", "repuxnet", "deformuxnet")
+TRAINER_MODULES = ("nnunet", "unetr_pp", "unetr", "swin_unetr", "uxnet", "repuxnet", "deformuxnet", "nnformer",
+                   "transbts", "unest", "uxnet_k21")
 
 
 def _subclasses(module) -> list[type[Trainer]]:
