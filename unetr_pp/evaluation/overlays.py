@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-
 from matplotlib.figure import Figure
+from scipy import ndimage
 
 from unetr_pp.evaluation.plots import Overlay, OverlayRow, metrics_figure, overlay_figure, png_bytes
 from unetr_pp.evaluation.protocols import Target
@@ -135,19 +135,29 @@ def _disagreement_row(frame: DisplayFrame, reference: np.ndarray, predictions: S
     return f"reference and prediction empty: volume centre {_where(frame, center, shape)}", center
 
 
-def _organ_rows(frame: DisplayFrame, reference: np.ndarray | None, prediction: np.ndarray | None,
-                targets: Sequence[Target], spacing: Sequence[float]) -> list[tuple[str, tuple[int, int, int]]]:
-    """(title, centre) through each target's centre (reference and prediction together); absent targets skipped."""
+def _union_box(boxes: Sequence[Sequence[tuple[slice, ...] | None]], ids: Sequence[int]) -> tuple[slice, ...] | None:
+    """The box holding label `ids` in every label volume (`find_objects` lists, index = label - 1)."""
+    found = [b[i - 1] for b in boxes for i in ids if 0 < i <= len(b) and b[i - 1] is not None]
+    if not found:
+        return None
+    return tuple(slice(min(f[d].start for f in found), max(f[d].stop for f in found)) for d in range(3))
+
+
+def _organ_rows(frame: DisplayFrame, volumes: Sequence[np.ndarray], targets: Sequence[Target],
+                spacing: Sequence[float]) -> list[tuple[str, tuple[int, int, int]]]:
+    """(title, centre) through each target's centre (in all label `volumes` together); absent targets skipped."""
+    shape = volumes[0].shape
+    boxes = [ndimage.find_objects(np.ascontiguousarray(v)) for v in volumes]
     rows = []
-    shape = (reference if reference is not None else prediction).shape
     for target in targets:
-        mask = np.zeros(shape, bool)
-        for labels in (reference, prediction):
-            if labels is not None:
-                mask |= np.isin(labels, target.ids)
-        center = mask_center(mask, spacing)
-        if center is not None:
-            rows.append((f"{target.name}: centre {_where(frame, center, shape)}", center))
+        box = _union_box(boxes, target.ids)
+        if box is None:
+            continue
+        mask = np.zeros(tuple(s.stop - s.start for s in box), bool)
+        for volume in volumes:
+            mask |= np.isin(volume[box], target.ids)
+        center = tuple(c + s.start for c, s in zip(mask_center(mask, spacing), box))
+        rows.append((f"{target.name}: centre {_where(frame, center, shape)}", center))
     return rows or [(f"no target present: volume centre {_where(frame, volume_center(shape), shape)}",
                      volume_center(shape))]
 
@@ -174,7 +184,7 @@ def case_figure(case: str, reference: np.ndarray, prediction: np.ndarray, geomet
     if "disagreement" in options.slices:
         rows.append(_disagreement_row(frame, ref, [pred], targets, frame.spacing))
     if "organs" in options.slices:
-        rows += _organ_rows(frame, ref, pred, targets, frame.spacing)
+        rows += _organ_rows(frame, [ref, pred], targets, frame.spacing)
     window, window_text = _window(shown, options.ct)
     overlay = Overlay(
         title=f"{case}: reference solid, prediction dashed ({window_text})", spacing=frame.spacing, shape=ref.shape,

@@ -23,7 +23,7 @@ from unetr_pp.evaluation.views import CORNERS, cut, extent_mm, slice_plan
 DPI = 100
 ROW_HEIGHT = 3.2  # inches: the tallest panel of a row, at most (1-2 rows)
 MANY_ROWS_HEIGHT = 6.4  # inches shared by the rows' panels when there are more than 2 rows ...
-MIN_ROW_HEIGHT = 1.8  # ... but at least this per row
+MIN_ROW_HEIGHT = 1.5  # ... but at least this per row
 ROW_WIDTH = 9.6  # inches: a row's three panels together, at most
 GAP = 0.06
 MARGIN = 0.1
@@ -66,14 +66,20 @@ class Overlay:
     notes: Mapping[str, str] = field(default_factory=dict)
 
 
-def _contour(ax, labels: np.ndarray, target: Target, style: str) -> None:
-    """Outline `target` in a 2D label slice; padded so masks touching the border are closed."""
-    mask = np.isin(labels, target.ids)
-    if not mask.any():
+def _contour(ax, labels: np.ndarray, present: np.ndarray, target: Target, style: str) -> None:
+    """Outline `target` in a 2D label slice (cropped to the mask, padded so that contours at the border close).
+
+    `present[k]`: label k occurs in the slice.
+    """
+    if not any(k < len(present) and present[k] for k in target.ids):
         return
-    padded = np.pad(mask.astype(np.uint8), 1)
-    rows, cols = mask.shape
-    ax.contour(np.arange(-1, cols + 1), np.arange(-1, rows + 1), padded, levels=[0.5],
+    mask = labels == target.ids[0] if len(target.ids) == 1 else np.isin(labels, target.ids)
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        return
+    (r0, r1), (c0, c1) = (rows[0], rows[-1] + 1), (cols[0], cols[-1] + 1)
+    padded = np.pad(mask[r0:r1, c0:c1].astype(np.uint8), 1)
+    ax.contour(np.arange(c0 - 1, c1 + 1), np.arange(r0 - 1, r1 + 1), padded, levels=[0.5],
                colors=[target_colour(target)], linewidths=1.3, linestyles=style)
 
 
@@ -96,11 +102,12 @@ def _panel(ax, overlay: Overlay, row: OverlayRow, plane) -> None:
         ax.imshow(cut(overlay.image, plane), cmap="gray", vmin=low, vmax=high, aspect=plane.aspect,
                   interpolation="antialiased")
     rows, cols = ax.get_images()[0].get_array().shape
-    for target in overlay.targets:
-        if overlay.reference is not None:
-            _contour(ax, cut(overlay.reference, plane), target, "solid")
-        if row.prediction is not None:
-            _contour(ax, cut(row.prediction, plane), target, "dashed")
+    for volume, style in ((overlay.reference, "solid"), (row.prediction, "dashed")):
+        if volume is not None:
+            labels = cut(volume, plane)
+            present = np.bincount(labels.ravel()) > 0
+            for target in overlay.targets:
+                _contour(ax, labels, present, target, style)
     ax.set_xlim(-0.5, cols - 0.5)
     ax.set_ylim(rows - 0.5, -0.5)
     ax.set_xticks([])
