@@ -249,3 +249,17 @@ def test_cli_option_errors(tmp_path, capsys):
     assert evaluate_main([*args, "--plots", "-img", str(tmp_path / "nowhere")]) == 2
     assert f"error: {tmp_path / 'nowhere'}: image folder (-img) not found" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("shape", [(20, 40, 50), (120, 200, 201)])  # the second is searched in 2x2x2 blocks
+def test_largest_disagreement_centre_and_size(shape):
+    from unetr_pp.evaluation.views import largest_component_center
+
+    mask = np.zeros(shape, bool)
+    mask[2:5, 3:9, 4:10] = True  # 108 voxels
+    mask[10:17, 20:31, 30:41] = True  # 847 voxels: the largest, centroid (13, 25, 35)
+    mask[10, 2, 40] = True
+    center, voxels = largest_component_center(mask)
+    assert voxels == 847
+    assert center == pytest.approx((13, 25, 35), abs=1 if shape[0] > 100 else 0)
+    assert largest_component_center(np.zeros(shape, bool)) is None
