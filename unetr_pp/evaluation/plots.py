@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from PIL import Image
 
 from unetr_pp.evaluation.protocols import Target
-from unetr_pp.evaluation.views import CORNERS, cut, extent_mm, slice_plan
+from unetr_pp.evaluation.views import CORNERS, Slice2D, cut, extent_mm, slice_plan, view_shape
 
 DPI = 100
 ROW_HEIGHT = 3.2  # inches: the tallest panel of a row, at most (1-2 rows)
@@ -93,15 +93,15 @@ def _orientation_letters(ax, view: str) -> None:
     ax.text(0.02, 0.99, view, ha="left", va="top", color="white", fontsize=7, transform=ax.transAxes)
 
 
-def _panel(ax, overlay: Overlay, row: OverlayRow, plane) -> None:
+def _panel(ax, overlay: Overlay, row: OverlayRow, plane: Slice2D) -> None:
+    """One view: the image slice (gray when there is none), contours, orientation letters."""
+    rows, cols = view_shape(overlay.shape, plane)
     if overlay.image is None:
-        background = np.zeros(cut(np.empty(overlay.shape, np.uint8), plane).shape)
-        ax.imshow(background, cmap="gray", vmin=-1.0, vmax=1.0, aspect=plane.aspect)
+        ax.imshow(np.zeros((rows, cols)), cmap="gray", vmin=-1.0, vmax=1.0, aspect=plane.aspect)
     else:
         low, high = overlay.window
         ax.imshow(cut(overlay.image, plane), cmap="gray", vmin=low, vmax=high, aspect=plane.aspect,
                   interpolation="antialiased")
-    rows, cols = ax.get_images()[0].get_array().shape
     for volume, style in ((overlay.reference, "solid"), (row.prediction, "dashed")):
         if volume is not None:
             labels = cut(volume, plane)

@@ -93,10 +93,15 @@ def cut(volume: np.ndarray, plane: Slice2D) -> np.ndarray:
     return volume[::-1, :, plane.index]
 
 
+def view_shape(shape: Sequence[int], plane: Slice2D) -> tuple[int, int]:
+    """(rows, columns) of a view of a display-frame volume of `shape`."""
+    nz, ny, nx = shape
+    return {"axial": (ny, nx), "coronal": (nz, nx), "sagittal": (nz, ny)}[plane.view]
+
+
 def extent_mm(shape: Sequence[int], plane: Slice2D) -> tuple[float, float]:
     """(width, height) in mm of a view of a display-frame volume of `shape`."""
-    nz, ny, nx = shape
-    rows, cols = {"axial": (ny, nx), "coronal": (nz, nx), "sagittal": (nz, ny)}[plane.view]
+    rows, cols = view_shape(shape, plane)
     return cols * plane.col_spacing, rows * plane.row_spacing
 
 
