@@ -239,7 +239,7 @@ def test_protocol_reevaluates_validation_raw(env):
     assert json.loads((evaluation / "summary.json").read_text())["protocol"] == "acdc"
 
 
-def test_the_same_slices_of_every_network_side_by_side(env, capsys):
+def test_the_same_slices_of_every_network_side_by_side(env, monkeypatch, capsys):
     """comparison_slices.png: one validation case, one row per network, identical image slices in every row."""
     import numpy as np
 
@@ -266,6 +266,7 @@ def test_the_same_slices_of_every_network_side_by_side(env, capsys):
     for network, pred in predictions.items():
         run = finished_fold(network, fake_summary({"RV": 0.9}, {"RV": 1.0}), BUDGET)
         write_image(pred, geometry, run.fold_dir / "validation_raw" / "c0.nii.gz")
+    monkeypatch.setattr(compare_mod, "complexity_of", lambda network, config: ({"params": 1, "macs": 1}, ""))
     rows, paths = run_comparison(ComparisonOptions(task=TASK, networks=["nnunet", "unetr_pp"], budget=BUDGET))
     out = env / "results" / "unetr_pp" / "3d_fullres" / TASK / "comparison_fold0"
     assert paths[-1] == out / SLICES_FILE and paths[-1].read_bytes()[:4] == b"\x89PNG"

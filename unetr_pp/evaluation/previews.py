@@ -36,20 +36,21 @@ def write_previews(input_folder: str | os.PathLike, output_folder: str | os.Path
                    plans: dict, num_channels: int) -> Path:
     """Draw `<output_folder>/preview/<case>.png` for each predicted case; failures are one warning line."""
     output_folder = Path(output_folder)
+    what = "preview(s) (predictions unaffected)"
     try:
         targets, ct = plans_targets(plans)
+        inputs = {c.case_id: c for c in list_input_cases(input_folder, num_channels)}
     except (UnetrPPError, KeyError, TypeError, ValueError) as err:
-        warn({"all cases": f"no labels in the plans: {err}"}, len(case_ids), "preview(s) (predictions unaffected)")
+        warn({"all cases": str(err)}, len(case_ids), what)
         return output_folder / PREVIEW_FOLDER
-    inputs = {c.case_id: c for c in list_input_cases(input_folder, num_channels)}
     failures = {}
     for case_id in tqdm(case_ids, desc="previews", unit="case"):
         case = inputs[case_id]
-        prediction_file = output_folder / f"{case_id}{case.ending}"
-        data, reason = render(_draw, case_id, prediction_file, case.images[0] if case.images else None, targets, ct)
+        image = case.images[0] if case.images else None
+        data, reason = render(_draw, case_id, output_folder / f"{case_id}{case.ending}", image, targets, ct)
         if data is not None:
             reason = save_png(data, output_folder / PREVIEW_FOLDER / f"{case_id}.png")
         if reason is not None:
             failures[case_id] = reason
-    warn(failures, len(case_ids), "preview(s) (predictions unaffected)")
+    warn(failures, len(case_ids), what)
     return output_folder / PREVIEW_FOLDER
