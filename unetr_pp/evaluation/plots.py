@@ -195,7 +195,8 @@ def metrics_figure(summary: dict, targets: Sequence[Target], title: str) -> Figu
     _metric_axis(axes[0], summary, targets, "Dice", 100.0, "DSC (%) ↑")
     axes[0].set_ylim(-3, 103)
     _metric_axis(axes[1], summary, targets, "HD95", 1.0, f"HD95 ({summary['hd95_unit']}) ↓")
-    axes[1].set_ylim(bottom=0)
+    top = max(axes[1].get_ylim()[1], 1.0)
+    axes[1].set_ylim(-0.03 * top, top)  # dots at 0 stay whole
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
