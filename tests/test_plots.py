@@ -202,7 +202,7 @@ def test_plot_failures_are_one_warning_line(tmp_path, monkeypatch, capsys):
     assert len(lines) == 1
     assert lines[0].startswith("warning: 2 of 3 plot(s) (evaluation unaffected) not drawn (metrics: RuntimeError: "
                                "no plotting today; case_b: ")
-    assert "case_b_0000.nii.gz: image shape (3, 4, 5) differs from the label shape (20, 80, 60)" in lines[0]
+    assert "case_b_0000.nii.gz: image shape (3, 4, 5) differs from the label shape (20, 80, 60))" in lines[0]
     assert sorted(p.name for p in (tmp_path / "out" / "plots").iterdir()) == ["case_a.png"]
     table = (tmp_path / "out" / "summary.md").read_text()
     assert "[case_a](plots/case_a.png)" in table and "metrics.png" not in table

@@ -36,7 +36,7 @@ SLICE_MODES = ("disagreement", "organs")
 PLOTS_FOLDER = "plots"
 METRICS_PLOT = "metrics.png"
 NO_IMAGE = "no image: contours on a gray background"
-_REASON_CHARS = 160
+_REASON_CHARS = 300
 
 
 @dataclass(frozen=True)
