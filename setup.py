@@ -22,6 +22,7 @@ setup(
         "medpy>=0.5.2",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "pillow>=9.1",  # PNG quantization of the evaluation pictures (Image.Quantize)
         "monai>=1.5",
         "einops>=0.6",
     ],

@@ -11,3 +11,5 @@ labelsTs (the labels of dataset.json)." "extra unetr_pp_predict options, e.g. --
 up_require_raw_task
 up_check_python
 up_predict_and_evaluate "$@"
+echo
+up_print_pictures

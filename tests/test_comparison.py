@@ -240,3 +240,53 @@ def test_protocol_reevaluates_validation_raw(env):
     evaluation = env / "results" / "unetr_pp" / "3d_fullres" / TASK / "comparison_fold0" / "evaluation" / "nnunet"
     assert row["summary_file"] == str(evaluation / "summary.json")
     assert json.loads((evaluation / "summary.json").read_text())["protocol"] == "acdc"
+
+
+def test_the_same_slices_of_every_network_side_by_side(env, monkeypatch, capsys):
+    """comparison_slices.png: one validation case, one row per network, identical image slices in every row."""
+    import numpy as np
+
+    from unetr_pp.comparison.slices import SLICES_FILE
+    from unetr_pp.evaluation.overlays import comparison_figure
+    from unetr_pp.evaluation.protocols import PROTOCOLS
+    from unetr_pp.io import Geometry, write_image
+
+    geometry = Geometry((3.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
+    rng = np.random.default_rng(0)
+    image = rng.normal(100.0, 20.0, (8, 24, 24)).astype(np.float32)
+    ref = np.zeros((8, 24, 24), np.uint8)
+    ref[2:6, 4:12, 4:12], ref[2:6, 12:20, 12:20] = 1, 3
+    worse = ref.copy()
+    worse[2:6, 12:20, 12:16] = 0
+    raw = env / "raw" / "unetr_pp_raw_data" / TASK
+    (raw / "dataset.json").parent.mkdir(parents=True)
+    (raw / "dataset.json").write_text(json.dumps(
+        {"name": TASK, "modality": {"0": "MRI"}, "labels": {"0": "background", "1": "RV", "2": "Myo", "3": "LV"},
+         "training": [], "numTraining": 0, "tensorImageSize": "3D"}))
+    write_image(image, geometry, raw / "imagesTr" / "c0_0000.nii.gz")
+    write_image(ref, geometry, raw / "labelsTr" / "c0.nii.gz")
+    predictions = {"nnunet": ref, "unetr_pp": worse}
+    for network, pred in predictions.items():
+        run = finished_fold(network, fake_summary({"RV": 0.9}, {"RV": 1.0}), BUDGET)
+        write_image(pred, geometry, run.fold_dir / "validation_raw" / "c0.nii.gz")
+    monkeypatch.setattr(compare_mod, "complexity_of", lambda network, config: ({"params": 1, "macs": 1}, ""))
+    rows, paths = run_comparison(ComparisonOptions(task=TASK, networks=["nnunet", "unetr_pp"], budget=BUDGET))
+    out = env / "results" / "unetr_pp" / "3d_fullres" / TASK / "comparison_fold0"
+    assert paths[-1] == out / SLICES_FILE and paths[-1].read_bytes()[:4] == b"\x89PNG"
+    assert f"- {SLICES_FILE}: validation case c0, the same axial, coronal and sagittal slices" in paths[1].read_text()
+    assert "warning" not in capsys.readouterr().err
+
+    figure = comparison_figure("c0", ref, predictions, geometry, PROTOCOLS["acdc"].targets, image, False, {})
+    shown = [np.asarray(ax.get_images()[0].get_array()) for ax in figure.axes]
+    assert len(shown) == 6  # 2 networks x 3 views
+    for first, second in zip(shown[:3], shown[3:]):
+        np.testing.assert_array_equal(first, second)  # the same slices in both rows
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())
+    crops = []
+    for ax in figure.axes:
+        box = ax.get_window_extent()
+        crops.append(pixels[int(pixels.shape[0] - box.y1):int(pixels.shape[0] - box.y0), int(box.x0):int(box.x1)])
+    pairs = [(a[:min(len(a), len(b)), :b.shape[1]], b[:min(len(a), len(b)), :a.shape[1]])
+             for a, b in zip(crops[:3], crops[3:])]  # the same panel sizes, up to a rounded pixel
+    assert any(not np.array_equal(a, b) for a, b in pairs)  # the contours differ

@@ -87,3 +87,57 @@ def test_raw_cases_come_back_in_their_geometry(tmp_path, env_folders, monkeypatc
         for k in (1, 2):
             a, b = written == k, label == k
             assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.9
+
+
+def test_preview_draws_each_prediction_and_never_fails_the_run(tmp_path, env_folders, monkeypatch, capsys):
+    """--preview: <OUT>/preview/<case>.png per case; a preview that cannot be drawn is one warning, exit code 0."""
+    pytest.importorskip("unetr_pp.preprocessing.preprocessed_data", reason="raw-case preprocessing not merged yet")
+    from PIL import Image
+
+    from unetr_pp.evaluation import previews
+
+    monkeypatch.setattr(models, "build_network", lambda name, plans_config: IntensityToLabel())
+    fold = env_folders["RESULTS_FOLDER"] / "unetr_pp" / "3d_fullres" / TASK / f"{TRAINER}__unetr_pp_Plansv2.1"
+    (fold / "fold_0").mkdir(parents=True)
+    torch.save({"epoch": 1, "state_dict": {}}, fold / "fold_0" / "model_best.model")
+    save_json({"trainer": TRAINER, "network": "intensity", "configuration": "3d_fullres", "plans": PLANS},
+              fold / "fold_0" / "model_best.model.json")
+    (tmp_path / "in").mkdir()
+    for i in range(2):
+        make_raw_case(tmp_path / "in", f"case_{i}", i)
+    args = ["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-t", "3", "-tr", TRAINER, "-f", "0",
+            "-chk", "model_best", "-npp", "0", "-nps", "0", "--disable_tta", "--device", "cpu", "--preview"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert f"previews: {tmp_path / 'out' / 'preview'}/<case_id>.png" in out.out and "warning" not in out.err
+    for i in range(2):
+        with Image.open(tmp_path / "out" / "preview" / f"case_{i}.png") as picture:
+            assert picture.size[0] > 500 and picture.info["dpi"] == pytest.approx((100, 100), abs=0.1)
+
+    def broken(case, *args):
+        if case == "case_1":
+            raise ValueError("cannot draw")
+        return original(case, *args)
+
+    original = previews.preview_figure
+    monkeypatch.setattr(previews, "preview_figure", broken)
+    assert main([*args, "--overwrite"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+    assert warnings == ["warning: 1 of 2 preview(s) (predictions unaffected) not drawn (case_1: ValueError: "
+                        "cannot draw)"]
+
+
+def test_preview_goes_through_the_predicted_foreground():
+    from unetr_pp.evaluation.overlays import preview_figure
+    from unetr_pp.evaluation.protocols import as_targets
+
+    prediction = np.zeros((10, 30, 40), np.uint8)
+    prediction[2:4, 20:26, 30:36] = 2  # centroid (2.5, 22.5, 32.5), rounded half to even
+    geometry = Geometry((2.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    targets = as_targets({"a": 1, "b": 2})
+    figure = preview_figure("c", prediction, geometry, targets, None, None)
+    titles = [t.get_text() for t in figure.texts]
+    assert "predicted foreground centre at voxel (z, y, x) = (2, 22, 32)" in titles
+    empty = preview_figure("c", np.zeros_like(prediction), geometry, targets, None, None)
+    assert "empty prediction: volume centre at voxel (z, y, x) = (5, 15, 20)" in [t.get_text() for t in empty.texts]
+    assert "no image: contours on a gray background" in " ".join(t.get_text() for t in empty.texts)

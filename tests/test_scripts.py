@@ -151,6 +151,11 @@ def test_quickstart_end_to_end(tmp_path):
     assert f"test evaluation:     {test_pred}/summary.{{md,json,csv}}" in result.stdout
     for name in ("summary.csv", "summary.md"):
         assert (test_pred / name).is_file()
+    assert sorted(p.name for p in (test_pred / "plots").iterdir()) == ["demo_005.png", "metrics.png"]
+    assert "[demo_005](plots/demo_005.png)" in (test_pred / "summary.md").read_text()
+    assert result.stdout.rstrip().splitlines()[-2:] == [f"metric plot:         {test_pred}/plots/metrics.png",
+                                                        f"look at a case:      {test_pred}/plots/demo_005.png"]
+    assert "warning" not in result.stderr and "note: plots" not in result.stderr  # drawn on the test images
 
 
 @pytest.mark.parametrize("name", ["acdc", "lung"])
@@ -180,6 +185,7 @@ def test_evaluation_falls_back_to_validation_raw(name, tmp_path):
     write_image(ref, geometry, raw / "labelsTr" / "c0.nii.gz")
     write_image(ref, geometry, raw / "labelsTr" / "c1.nii.gz")  # in another fold: not evaluated
     write_image(pred, geometry, fold / "validation_raw" / "c0.nii.gz")
+    write_image(ref.astype(np.float32) * 100, geometry, raw / "imagesTr" / "c0_0000.nii.gz")
     result = run_script(script_path("evaluation", name), REPO / "evaluation_scripts",
                         {"DATASET_DIR": str(tmp_path / "data"), "OUTPUT_DIR": str(tmp_path / "out"), "DEVICE": "cpu"},
                         timeout=120)
@@ -189,6 +195,9 @@ def test_evaluation_falls_back_to_validation_raw(name, tmp_path):
             in result.stdout)
     summary = json.loads((fold.parent / "validation_evaluation_fold_0" / "summary.json").read_text())
     assert [c["case"] for c in summary["metric_per_case"]] == ["c0"]
+    evaluation = fold.parent / "validation_evaluation_fold_0"
+    assert result.stdout.rstrip().splitlines()[-1] == f"look at a case:      {evaluation}/plots/c0.png"
+    assert "note: plots" not in result.stderr and "warning" not in result.stderr  # drawn on imagesTr/c0_0000
     first = {"acdc": "RV", "lung": "cancer"}[name]
     assert summary["protocol"] == {"acdc": "acdc", "lung": "dataset.json"}[name]
     assert summary["mean"][first]["Dice"] == pytest.approx(2 / 3)

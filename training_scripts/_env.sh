@@ -130,7 +130,8 @@ up_has_images() {
 }
 
 # up_predict_and_evaluate [extra predict options...]: predict imagesTs with the fold's final checkpoint and
-# evaluate against labelsTs; without labelsTs, evaluate the fold's validation_raw instead. Sets UP_SUMMARY_DIR.
+# evaluate against labelsTs (with --plots on the images); without labelsTs, evaluate the fold's validation_raw
+# instead. Sets UP_SUMMARY_DIR and UP_OVERLAY (the first case's overlay picture, empty when none was drawn).
 up_predict_and_evaluate() {
     [ -f "$UP_FOLD_DIR/model_final_checkpoint.model" ] \
         || up_die "no trained model: $UP_FOLD_DIR/model_final_checkpoint.model is missing; train first" \
@@ -152,14 +153,45 @@ up_predict_and_evaluate() {
     if up_has_images "$UP_RAW_TASK/labelsTs" "*" && [ -d "$pred" ]; then
         up_say "evaluating $pred against $UP_RAW_TASK/labelsTs"
         UP_SUMMARY_DIR="$pred"
-        up_run evaluate -ref "$UP_RAW_TASK/labelsTs" -pred "$pred" "${protocol_args[@]}" -o "$UP_SUMMARY_DIR"
+        up_plot_args "$UP_RAW_TASK/imagesTs"
+        up_run evaluate -ref "$UP_RAW_TASK/labelsTs" -pred "$pred" "${protocol_args[@]}" -o "$UP_SUMMARY_DIR" \
+            "${UP_PLOT_ARGS[@]}"
     else
         local val="$UP_FOLD_DIR/validation_raw"
         [ -d "$val" ] || up_die "no labelsTs in $UP_RAW_TASK and no $val to evaluate instead"
         UP_SUMMARY_DIR="$UP_MODEL_DIR/validation_evaluation_fold_$FOLD"
         up_say "no labelsTs in $UP_RAW_TASK: evaluating the fold's validation predictions ($val) instead"
+        up_plot_args "$UP_RAW_TASK/imagesTr"
         up_run evaluate -ref "$UP_RAW_TASK/labelsTr" -pred "$val" --only-predicted "${protocol_args[@]}" \
-            -o "$UP_SUMMARY_DIR"
+            -o "$UP_SUMMARY_DIR" "${UP_PLOT_ARGS[@]}"
+    fi
+    UP_OVERLAY="$(up_first_overlay "$UP_SUMMARY_DIR/plots")"
+}
+
+# up_plot_args images_dir: UP_PLOT_ARGS = the evaluate options that draw the plots (on the images if the folder exists)
+up_plot_args() {
+    UP_PLOT_ARGS=(--plots)
+    if [ -d "$1" ]; then UP_PLOT_ARGS+=(-img "$1"); fi
+}
+
+# up_first_overlay dir: the first <case>.png in dir (not metrics.png), or nothing
+up_first_overlay() {
+    local png
+    for png in "$1"/*.png; do
+        if [ -f "$png" ] && [ "$(basename "$png")" != "metrics.png" ]; then
+            printf '%s' "$png"
+            return 0
+        fi
+    done
+}
+
+# up_print_pictures: where the evaluation's pictures are (the last lines of the evaluation scripts and the quickstart)
+up_print_pictures() {
+    printf 'metric plot:         %s\n' "$UP_SUMMARY_DIR/plots/metrics.png"
+    if [ -n "$UP_OVERLAY" ]; then
+        printf 'look at a case:      %s\n' "$UP_OVERLAY"
+    else
+        printf 'look at a case:      no overlay was drawn (see the warning above)\n'
     fi
 }
 
@@ -197,4 +229,6 @@ $UP_PROTOCOL against labelsTs (without labelsTs: the fold's validation_raw predi
     up_require_raw_task
     up_check_python
     up_predict_and_evaluate "$@"
+    echo
+    up_print_pictures
 }

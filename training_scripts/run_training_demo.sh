@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CPU quickstart: synthetic demo task -> plan + preprocess -> train a small UNETR++ -> predict the held-back
-# test cases -> print the DSC/HD95 table.
+# test cases -> print the DSC/HD95 table and the path of a test case's overlay picture.
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/_env.sh"
 DEMO_EPOCHS="${DEMO_EPOCHS:-10}"
@@ -17,7 +17,8 @@ if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
     up_usage training_scripts/run_training_demo.sh \
         "Quickstart: make the synthetic demo task $TASK (if absent), plan and preprocess it (preset demo), train
 $TRAINER on fold \$FOLD for \$DEMO_EPOCHS x \$DEMO_ITERS iterations, predict the held-back test cases
-(no test-time augmentation) and print their DSC/HD95 table." "extra unetr_pp_train options"
+(no test-time augmentation), print their DSC/HD95 table and the path of a test case's overlay picture." \
+        "extra unetr_pp_train options"
     cat <<USAGE
   DEMO_EPOCHS [10]  DEMO_ITERS [25] iterations/epoch  DEMO_VAL_ITERS [5] validation iterations/epoch
   DEMO_CASES [10] training cases (at least 5: 5-fold split)  DEMO_TEST_CASES [2] held-back test cases
@@ -53,3 +54,4 @@ rerun: bash training_scripts/run_training_demo.sh  (longer training: DEMO_EPOCHS
 use the commands directly with:
   export unetr_pp_raw_data_base=$unetr_pp_raw_data_base unetr_pp_preprocessed=$unetr_pp_preprocessed RESULTS_FOLDER=$RESULTS_FOLDER
 DONE
+up_print_pictures

@@ -8,6 +8,7 @@ from pathlib import Path
 from unetr_pp.evaluation.cross_validation import DEFAULT_FOLDS, CVOptions, run_cross_validation
 from unetr_pp.evaluation.folders import DEFAULT_NUM_PROCESSES, evaluate_folders
 from unetr_pp.evaluation.metrics import EMPTY_CONVENTIONS, HD95_UNITS
+from unetr_pp.evaluation.overlays import METRICS_PLOT, PLOTS_FOLDER, SLICE_MODES, PlotOptions
 from unetr_pp.evaluation.protocols import ALL_LABELS, PROTOCOL_CHOICES
 from unetr_pp.evaluation.report import SUMMARY_FILES
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, resolve_task
@@ -54,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"plans identifier (default {DEFAULT_PLANS_IDENTIFIER})")
     cv.add_argument("--no_postprocessing", action="store_true",
                     help="do not decide the largest-component postprocessing (no postprocessing.json)")
+    parser.add_argument("--plots", action="store_true",
+                        help="also draw plots/<case>.png (image with reference and prediction contours, three "
+                             "slices) and plots/metrics.png (DSC and HD95 per organ over cases)")
+    parser.add_argument("-img", "--images", type=Path,
+                        help="with --plots: folder of the images (<case>_0000.nii.gz, e.g. imagesTs; default: "
+                             "contours on a gray background)")
+    parser.add_argument("--plots_slices", nargs="+", choices=SLICE_MODES, default=["disagreement"],
+                        help="with --plots: slices through the largest disagreement (default) and/or each organ's "
+                             "centre (one row each)")
     return parser
 
 
@@ -89,13 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.ref is None or args.pred is None:
         raise UnetrPPError("give -ref LABELS and -pred PREDICTIONS (or --cv -t TASK -tr TRAINER)")
     out_dir = args.output or args.pred
+    if args.images is not None and not args.plots:
+        raise UnetrPPError("-img is only used to draw the plots: add --plots")
+    plots = PlotOptions(args.images, tuple(args.plots_slices)) if args.plots else None
     evaluate_folders(
         args.ref, args.pred, protocol=args.protocol, labels=args.labels, hd95_unit=args.hd95_unit,
         empty=args.empty, out_dir=out_dir, num_processes=args.num_processes, dataset_json=args.dataset_json,
-        only_predicted=args.only_predicted, label_map=args.label_map,
+        only_predicted=args.only_predicted, label_map=args.label_map, plots=plots,
     )
     print((out_dir / "summary.md").read_text())
     print(f"written: {', '.join(str(out_dir / name) for name in SUMMARY_FILES)}")
+    if plots is not None:
+        print(f"plots: {out_dir / PLOTS_FOLDER}/<case>.png, {out_dir / PLOTS_FOLDER / METRICS_PLOT}")
     return 0
 
 

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import torch
 
+from unetr_pp.evaluation.previews import write_previews
 from unetr_pp.inference.models import DEFAULT_CHECKPOINT, load_trained_model, trained_model_folder
 from unetr_pp.inference.predictor import PredictionOptions, predict_folder
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, resolve_task, results_folder
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label_map", metavar="PRED:REF,...",
                    help="write labels mapped onto another dataset's ids, e.g. '3:1' (unmapped labels -> background)")
     p.add_argument("--overwrite", action="store_true", help="predict cases whose output already exists")
+    p.add_argument("--preview", action="store_true",
+                   help="also draw <OUT>/preview/<case_id>.png: the prediction's contours on three slices of the "
+                        "image through the middle of the predicted foreground")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default cuda when available)")
     p.add_argument("--accumulate", choices=("auto", "device", "cpu"), default="auto",
@@ -95,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report.skipped:
         print(f"; skipped {len(report.skipped)} with existing output (use --overwrite)", end="")
     print()
+    if args.preview:
+        done = sorted(report.written + report.skipped)
+        channels = model.config.num_input_channels
+        folder = write_previews(args.input, args.output, done, model.plans, channels)
+        print(f"previews: {folder}/<case_id>.png")
     if report.failed:
         raise problems_error(f"prediction failed for {len(report.failed)} case(s)",
                              [f"{case_id}: {reason}" for case_id, reason in report.failed.items()])

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from unetr_pp.comparison.report import result_row, write_comparison
 from unetr_pp.comparison.runs import VALIDATION_SUMMARY, Budget, NetworkRun, run_training, training_decision
+from unetr_pp.comparison.slices import write_comparison_slices
 from unetr_pp.evaluation.folders import evaluate_folders
 from unetr_pp.evaluation.protocols import ALL_LABELS
 from unetr_pp.io.plans import Configuration, Plans
@@ -98,7 +99,7 @@ def evaluation_description(options: ComparisonOptions, rows: Sequence[dict]) -> 
 
 
 def run_comparison(options: ComparisonOptions) -> tuple[list[dict], list[Path]]:
-    """Compare the networks; returns the rows and the written comparison.{json,md,png}."""
+    """Compare the networks; returns the rows and the written comparison.{json,md,png} (and comparison_slices.png)."""
     unknown = [n for n in options.networks if n not in NETWORK_NAMES]
     if unknown:
         raise UnetrPPError(f"unknown network(s) {', '.join(unknown)}; valid: {', '.join(NETWORK_NAMES)}")
@@ -107,11 +108,14 @@ def run_comparison(options: ComparisonOptions) -> tuple[list[dict], list[Path]]:
     plans_config = load_plans_config(options)
     out_dir = comparison_folder(options)
     rows = [compare_network(network, options, plans_config, out_dir) for network in options.networks]
+    runs = [NetworkRun(network, options.task, options.fold, options.configuration, options.plans_identifier)
+            for network in options.networks]
+    slices, slices_line = write_comparison_slices(runs, rows, options.task, options.protocol, out_dir)
     meta = {
         "task": options.task, "configuration": options.configuration, "fold": options.fold,
         "plans_identifier": options.plans_identifier, "patch_size": list(plans_config.patch_size),
         "budget": asdict(options.budget), "budget_description": options.budget.describe(),
         "protocol": options.protocol, "macs_convention": MACS_CONVENTION,
-        "evaluation": evaluation_description(options, rows),
+        "evaluation": evaluation_description(options, rows), "slices": slices_line,
     }
-    return rows, write_comparison(meta, rows, out_dir)
+    return rows, write_comparison(meta, rows, out_dir) + ([slices] if slices is not None else [])

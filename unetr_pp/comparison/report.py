@@ -70,6 +70,8 @@ def markdown_report(meta: dict, rows: Sequence[dict]) -> str:
         f"- metrics: {meta['evaluation']}; per-target columns are mean DSC (%) over the validation cases",
         "- status: trained = trained in this run, reused = finished fold with the same budget (not retrained)",
     ]
+    if meta.get("slices"):
+        lines.append(meta["slices"])
     return "\n".join(lines) + "\n"
 
 

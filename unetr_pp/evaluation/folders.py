@@ -11,7 +11,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -22,13 +22,17 @@ from unetr_pp.evaluation.metrics import (
     compute_case_metrics,
     empty_target_metrics,
 )
-from unetr_pp.evaluation.protocols import Protocol, Target, label_target, resolve_protocol, restrict_protocol
+from unetr_pp.evaluation.protocols import (Protocol, Target, find_dataset_json, label_target, resolve_protocol,
+                                          restrict_protocol)
 from unetr_pp.evaluation.report import build_summary, write_reports
 from unetr_pp.io.images import SUPPORTED_ENDINGS, Geometry, image_ending, read_image
 from unetr_pp.inference.postprocessing import Step, apply_postprocessing
 from unetr_pp.inference.label_map import LabelMap, parse_label_map
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
 from unetr_pp.utilities.parallel import default_workers, parallel_map
+
+if TYPE_CHECKING:
+    from unetr_pp.evaluation.overlays import PlotOptions
 
 DEFAULT_NUM_PROCESSES = default_workers(4)
 
@@ -45,6 +49,8 @@ class _Job:
     label_map: LabelMap | None = None
     postprocessing: tuple[Step, ...] = ()
     threads: int = 1  # per case: > 1 when there are fewer cases than processes
+    plots: PlotOptions | None = None
+    image: Path | None = None
 
 
 def _image_files(folder: Path, role: str) -> dict[str, Path]:
@@ -154,18 +160,19 @@ def check_output_dir(out_dir: Path) -> None:
         raise UnetrPPError(f"{out_dir}: output folder cannot be written ({existing} is not writable)")
 
 
-_Result = tuple[dict | None, list[str], list[int]]
+_Picture = tuple[bytes | None, str | None]
+_Result = tuple[dict | None, list[str], list[int], _Picture]
 
 
 def _evaluate_case(job: _Job) -> _Result:
-    """Worker: read one pair, check labels, compute metrics -> (case entry or None, problems, labels present)."""
+    """Worker: read one pair, check labels, compute metrics, draw -> (entry or None, problems, labels, picture)."""
     try:
         reference, geometry = read_image(job.reference)
         prediction, _ = read_image(job.prediction)
         reference = as_label_array(reference, job.reference)
         prediction = as_label_array(prediction, job.prediction)
     except UnetrPPError as err:
-        return None, [str(err)], []
+        return None, [str(err)], [], (None, None)
     prediction = apply_postprocessing(prediction, job.postprocessing)
     if job.label_map is not None:
         prediction = job.label_map.apply(prediction)
@@ -177,7 +184,7 @@ def _evaluate_case(job: _Job) -> _Result:
             if (unknown := sorted(set(found) - job.allowed))
         ]
         if problems:
-            return None, problems, []
+            return None, problems, [], (None, None)
     present = sorted(set(boxes[0]) | set(boxes[1]))
     targets = job.targets or tuple(label_target(label) for label in present)
     metrics = (
@@ -187,11 +194,49 @@ def _evaluate_case(job: _Job) -> _Result:
     )
     entry = {"case": job.case, "reference_file": str(job.reference.absolute()),
              "prediction_file": str(job.prediction.absolute()), "metrics": metrics}
-    return entry, [], present
+    picture: _Picture = (None, None)
+    if job.plots is not None:
+        from unetr_pp.evaluation.overlays import case_figure, render
+
+        picture = render(case_figure, job.case, reference, prediction, geometry, targets, job.plots, job.image,
+                         metrics)
+    return entry, [], present, picture
 
 
 def _run(jobs: Sequence[_Job], num_processes: int) -> list[_Result]:
     return parallel_map(_evaluate_case, list(jobs), num_processes, "evaluating", "case")
+
+
+def _plot_jobs(plots: PlotOptions | None, dataset_json: str | Path | None, ref_dir: Path,
+               cases: Sequence[str]) -> tuple[PlotOptions | None, dict[str, Path | None]]:
+    """The plot options with the CT window decided from dataset.json (if known), and each case's image."""
+    if plots is None:
+        return None, {}
+    from unetr_pp.evaluation.overlays import PlotOptions, dataset_is_ct, find_image
+
+    if plots.ct is None:
+        found = Path(dataset_json) if dataset_json is not None else find_dataset_json(ref_dir)
+        plots = PlotOptions(plots.images, plots.slices, dataset_is_ct(found))
+    return plots, {case: find_image(plots.images, case) for case in cases}
+
+
+def _write_plots(out_dir: str | Path, results: Sequence[_Result], summary: dict, targets: Sequence[Target],
+                 plots: PlotOptions, images: dict[str, Path | None]) -> dict:
+    """Write the pictures drawn by the workers and the metric plot -> what summary.md lists about them."""
+    from unetr_pp.evaluation.overlays import NO_IMAGE, write_evaluation_plots
+
+    pictures = {entry["case"]: picture for entry, _, _, picture in results}
+    title = f"DSC and HD95 per target over {len(pictures)} case(s) (protocol {summary['protocol']})"
+    metrics, overlays = write_evaluation_plots(Path(out_dir), pictures, summary, targets, title)
+    missing = [case for case, image in images.items() if image is None]
+    note = ""
+    if plots.images is None:
+        note = f"no -img folder given: {NO_IMAGE}"
+    elif missing:
+        note = f"{len(missing)} case(s) without an image in {plots.images} ({', '.join(missing)}): {NO_IMAGE}"
+    if note:
+        print(f"note: plots: {note}", file=sys.stderr)
+    return {"metrics": metrics, "overlays": overlays, "slices": plots.slices, "note": note}
 
 
 def evaluate_folders(
@@ -207,6 +252,7 @@ def evaluate_folders(
     only_predicted: bool = False,
     label_map: str | LabelMap | None = None,
     postprocessing: Sequence[Step] = (),
+    plots: PlotOptions | None = None,
 ) -> dict:
     """Evaluate PRED_DIR against REF_DIR -> the summary dict (also written to `out_dir` when given).
 
@@ -214,7 +260,9 @@ def evaluate_folders(
     dataset.json found beside REF_DIR or one folder up, else every label value present); `labels`
     restricts to these ids; `label_map` ('PRED:REF,...', e.g. '1+2:1') maps predicted labels onto
     reference labels first (external testing); `postprocessing` (largest-component steps, label ids of
-    the prediction) is applied to each prediction before that. See docs/evaluation.md for the conventions.
+    the prediction) is applied to each prediction before that. `plots` also draws `out_dir/plots/<case>.png`
+    and `plots/metrics.png` (docs/evaluation.md, "Pictures"); a picture that cannot be drawn is a warning,
+    never an error. See docs/evaluation.md for the conventions.
     """
     ref_dir, pred_dir = Path(ref_dir), Path(pred_dir)
     check_options(hd95_unit, empty)
@@ -226,20 +274,23 @@ def evaluate_folders(
     pairs = match_cases(ref_dir, pred_dir, only_predicted)
     if out_dir is not None:
         check_output_dir(Path(out_dir))
+    elif plots is not None:
+        raise UnetrPPError("plots need an output folder (out_dir)")
     check_headers(pairs)
+    plots, images = _plot_jobs(plots, dataset_json, ref_dir, [case for case, _, _ in pairs])
     threads = max(1, num_processes // max(len(pairs), 1))  # spare processes become threads within a case
     jobs = [
         _Job(case, ref, pred, chosen.targets if chosen else None, chosen.allowed if chosen else None, hd95_unit, empty,
-             label_map, tuple(tuple(step) for step in postprocessing), threads)
+             label_map, tuple(tuple(step) for step in postprocessing), threads, plots, images.get(case))
         for case, ref, pred in pairs
     ]
     results = _run(jobs, num_processes)
-    problems = [p for _, found, _ in results for p in found]
+    problems = [p for _, found, _, _ in results for p in found]
     if problems:
         raise problems_error(f"evaluation of {pred_dir} against {ref_dir}", problems)
-    cases = [entry for entry, _, _ in results]
+    cases = [entry for entry, _, _, _ in results]
     if chosen is None:
-        present = sorted({label for _, _, found in results for label in found})
+        present = sorted({label for _, _, found, _ in results for label in found})
         if not present:
             raise UnetrPPError(f"{ref_dir}, {pred_dir}: no foreground label in any reference or prediction")
         targets = [label_target(label) for label in present]
@@ -250,5 +301,6 @@ def evaluate_folders(
         targets, protocol_name = list(chosen.targets), chosen.name
     summary = build_summary(cases, targets, protocol_name, hd95_unit, empty)
     if out_dir is not None:
-        write_reports(summary, targets, out_dir)
+        written = _write_plots(out_dir, results, summary, targets, plots, images) if plots is not None else None
+        write_reports(summary, targets, out_dir, written)
     return summary

@@ -92,8 +92,23 @@ def _fmt_pm(mean: float | None, std: float | None, scale: float = 1.0) -> str:
     return "–" if mean is None else f"{mean * scale:.2f} ± {std * scale:.2f}"
 
 
-def markdown_table(summary: dict, targets: Sequence[Target]) -> str:
-    """summary.md: organ columns (mean ± std over cases), mean DSC and mean HD95, definitions."""
+def plots_section(plots: dict) -> list[str]:
+    """summary.md lines about the pictures: the metric plot shown, the case overlays linked."""
+    lines = ["", "## Plots", ""]
+    if plots["metrics"]:
+        lines += [f"![DSC and HD95 per organ over cases]({plots['metrics']})", ""]
+    slices = " and ".join({"disagreement": "the largest disagreement", "organs": "each organ's centre"}[m]
+                          for m in plots["slices"])
+    overlays = ", ".join(f"[{Path(f).stem}]({f})" for f in plots["overlays"]) or "none drawn"
+    lines.append(f"- overlays (reference solid, prediction dashed; axial, coronal and sagittal slices through "
+                 f"{slices}): {overlays}")
+    if plots["note"]:
+        lines.append(f"- {plots['note']}")
+    return lines
+
+
+def markdown_table(summary: dict, targets: Sequence[Target], plots: dict | None = None) -> str:
+    """summary.md: organ columns (mean ± std over cases), mean DSC and mean HD95, definitions (and the plots)."""
     unit = summary["hd95_unit"]
     mean, fg = summary["mean"], summary["foreground_mean"]
     headers = [t.header for t in targets]
@@ -120,6 +135,8 @@ def markdown_table(summary: dict, targets: Sequence[Target]) -> str:
         lines.append(f"- cases with exactly one empty mask: {', '.join(counts)}")
     short = [f"{t.header} = {t.name} {list(t.ids)}" for t in targets]
     lines.append(f"- columns: {'; '.join(short)}")
+    if plots is not None:
+        lines += plots_section(plots)
     return "\n".join(lines) + "\n"
 
 
@@ -136,12 +153,17 @@ def _write_csv(summary: dict, targets: Sequence[Target], path: Path) -> None:
                 )
 
 
-def write_reports(summary: dict, targets: Sequence[Target], out_dir: str | Path) -> list[Path]:
-    """Write summary.json, summary.csv and summary.md (each atomically) into `out_dir`; their paths."""
+def write_reports(summary: dict, targets: Sequence[Target], out_dir: str | Path,
+                  plots: dict | None = None) -> list[Path]:
+    """Write summary.json, summary.csv and summary.md (each atomically) into `out_dir`; their paths.
+
+    `plots` ({"metrics": path or None, "overlays": [paths], "slices": [modes], "note": str}; paths relative to
+    `out_dir`) adds a section to summary.md.
+    """
     out_dir = Path(out_dir)
     paths = [out_dir / name for name in SUMMARY_FILES]
     save_json(summary, paths[0])
     _write_csv(summary, targets, paths[1])
     with atomic_path(paths[2], suffix=".tmp") as tmp:
-        tmp.write_text(markdown_table(summary, targets))
+        tmp.write_text(markdown_table(summary, targets, plots))
     return paths
