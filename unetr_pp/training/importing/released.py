@@ -85,15 +85,13 @@ def _fit_hint(layout: SourceLayout, sd: dict, plans_config: dict) -> str:
 def load_network(opts: ImportOptions, layout: SourceLayout, sd: dict, plans: dict) -> nn.Module:
     """Our network for the plans with the file's weights (every non-optional key present, shapes equal)."""
     config = plans["configurations"][CONFIGURATION]
-    with torch.device("meta"):
-        expected = build_network(layout.network, config, deep_supervision=False)
-    problems = [p for p in layout_problems(sd, expected)
+    network = build_network(layout.network, config, deep_supervision=False)
+    problems = [p for p in layout_problems(sd, network)
                 if not (p.startswith("missing key: ") and layout.is_optional(p[len("missing key: "):]))]
     if problems:
         what = f"{layout.network} ({config['network_kwargs'].get(layout.network, {})}, {config['num_classes']} outputs)"
         raise UnetrPPError(f"{opts.checkpoint}: weights do not fit the expected {what}"
                            f"{_fit_hint(layout, sd, config)}", problems)
-    network = build_network(layout.network, config, deep_supervision=False)
     missing, _ = network.load_state_dict(sd, strict=False)
     if any(not layout.is_optional(k) for k in missing):
         raise UnetrPPError(f"{opts.checkpoint}: keys missing after loading: {missing[:5]}")
