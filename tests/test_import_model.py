@@ -146,3 +146,115 @@ def test_in_place_import_where_the_readme_puts_the_file(tmp_path, results):
     assert (fold / "model_final_checkpoint.model.json").is_file() and (fold / "import_report.json").is_file()
     loaded = load_trained_model(fold.parent, ["0"]).networks[0].state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in probe_weights("synapse").items())
+
+
+def layout_state_dict(dataset: str) -> dict:
+    """Zero-stride stand-ins with the official layout's shapes (the file stays small)."""
+    entries = json.loads((REFERENCE / f"unetr_pp_official_{dataset}.json").read_text())["state_dict"]
+    return {key: torch.zeros((), dtype=getattr(torch, dtype)).expand(shape) for key, shape, dtype in entries}
+
+
+def run_bad(args: list[str], capsys) -> str:
+    """Run the CLI expecting exit 2 with one line on stderr; returns that line."""
+    assert import_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def _nothing_written(results: Path) -> bool:
+    return not results.exists() or not any(p.is_file() for p in results.rglob("*"))
+
+
+def test_bad_files(tmp_path, results, capsys):
+    good = tmp_path / "good.model"
+    torch.save(official_checkpoint({"out1.conv.conv.bias": torch.zeros(14)}), good)
+    truncated = tmp_path / "truncated.model"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    garbage = tmp_path / "notes.model"
+    garbage.write_text("this is not a checkpoint\n" * 50)
+    foreign = tmp_path / "nnformer.pth"
+    torch.save({"model_down.patch_embed.proj.weight": torch.zeros(3)}, foreign)
+    base = ["-t", TASK, "-tr", TRAINER, "-f", "0"]
+    for path in (truncated, garbage):
+        assert f"{path}: not a readable torch checkpoint" in run_bad([str(path), *base], capsys)
+    assert "expected one of unetr_pp, uxnet" in run_bad([str(foreign), *base], capsys)
+    line = run_bad([str(write_official(tmp_path / "d", "synapse", None, 13)), *base, "--source", "uxnet"], capsys)
+    assert "not a uxnet checkpoint" in line and "it looks like a unetr_pp checkpoint" in line
+    assert "only 3d_fullres" not in line
+    assert "released checkpoints are 3d_fullres" in run_bad([str(good), *base, "-c", "3d_lowres"], capsys)
+    assert _nothing_written(results)
+
+
+def test_wrong_configuration_class_count_and_trainer(tmp_path, results, capsys):
+    base = ["-t", TASK, "-tr", TRAINER, "-f", "0"]
+    acdc = tmp_path / "acdc" / "model_final_checkpoint.model"
+    acdc.parent.mkdir()
+    torch.save(official_checkpoint(layout_state_dict("acdc")), acdc)
+    with open(acdc.with_name(acdc.name + ".pkl"), "wb") as handle:  # a synapse pkl beside acdc weights
+        pickle.dump(v1_pkl("unetr_pp_trainer_synapse", 3), handle)
+    line = run_bad([str(acdc), *base], capsys)
+    assert f"{acdc}: weights do not fit the expected unetr_pp" in line
+    assert "it fits the official 'acdc' configuration" in line
+    with open(acdc.with_name(acdc.name + ".pkl"), "wb") as handle:
+        pickle.dump(v1_pkl("unetr_pp_trainer_acdc", 13), handle)
+    line = run_bad([str(acdc), *base], capsys)
+    assert "plans have 13 classes + background but the checkpoint's head has 4 outputs" in line
+    with open(acdc.with_name(acdc.name + ".pkl"), "wb") as handle:
+        pickle.dump(v1_pkl("nnUNetTrainerV2", 3), handle)
+    line = run_bad([str(acdc), *base], capsys)
+    assert f"{acdc}.pkl: trainer 'nnUNetTrainerV2' is not an official UNETR++ trainer" in line
+    acdc.with_name(acdc.name + ".pkl").write_bytes(b"\x80\x04garbage")
+    assert f"{acdc}.pkl: not a readable nnU-Net v1 .model.pkl" in run_bad([str(acdc), *base], capsys)
+    assert _nothing_written(results)
+
+
+def test_existing_fold_is_not_overwritten(tmp_path, results, capsys):
+    fold = results / TASK / f"{TRAINER}__unetr_pp_Plansv2.1" / "fold_0"
+    fold.mkdir(parents=True)
+    (fold / "model_final_checkpoint.model").write_bytes(b"ours")
+    (fold / "model_final_checkpoint.model.json").write_text("{}")
+    source = tmp_path / "dl" / "model_final_checkpoint.model"
+    source.parent.mkdir()
+    torch.save(official_checkpoint(layout_state_dict("acdc")), source)
+    with open(source.with_name(source.name + ".pkl"), "wb") as handle:
+        pickle.dump(v1_pkl("unetr_pp_trainer_acdc", 3), handle)
+    assert "already exists" in run_bad([str(source), "-t", TASK, "-tr", TRAINER, "-f", "0"], capsys)
+    assert (fold / "model_final_checkpoint.model").read_bytes() == b"ours"
+    assert sorted(p.name for p in fold.parent.iterdir()) == ["fold_0"]
+
+
+def test_preset_without_pkl_takes_the_task_plans(tmp_path, results, capsys):
+    from unetr_pp.planning.presets import apply_preset_and_overrides
+    from unetr_pp.utilities.files import save_json
+
+    source = tmp_path / "dl" / "model_final_checkpoint.model"
+    source.parent.mkdir()
+    torch.save(official_checkpoint(layout_state_dict("acdc")), source)
+    line = run_bad([str(source), "-t", "Task027_ACDC", "-tr", "unetr_pp_trainer_acdc", "-f", "1"], capsys)
+    assert "unetr_pp_plan_and_preprocess -t Task027_ACDC --preset acdc --no_preprocessing" in line
+    plans = demo_plans(num_classes=4)
+    save_json(plans, tmp_path / "preprocessed" / "Task027_ACDC" / "unetr_pp_Plansv2.1.json")
+    assert import_main([str(source), "-t", "Task027_ACDC", "-tr", "unetr_pp_trainer_acdc", "-f", "1"]) == 0
+    sidecar = load_json(results / "Task027_ACDC" / "unetr_pp_trainer_acdc__unetr_pp_Plansv2.1" / "fold_1"
+                        / "model_final_checkpoint.model.json")
+    expected = apply_preset_and_overrides(plans, "acdc", [])["configurations"]["3d_fullres"]
+    assert sidecar["plans"]["configurations"]["3d_fullres"] == expected
+    assert sidecar["plans"]["preset"] == "acdc"
+
+
+def demo_plans(num_classes: int) -> dict:
+    """Planned plans of a small MR task, as unetr_pp_plan_and_preprocess writes them (before a preset)."""
+    config = {"data_identifier": "unetr_pp_Plansv2.1_3d_fullres", "spacing": [5.0, 1.5, 1.5],
+              "patch_size": [16, 160, 160], "batch_size": 4, "median_shape": [10.0, 240.0, 220.0],
+              "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
+              "resampling": {"order_data": 3, "order_seg": 1, "order_z": 0, "separate_z_anisotropy_threshold": 3.0},
+              "pool_op_kernel_sizes": [[1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]],
+              "conv_kernel_sizes": [[1, 3, 3], [1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
+              "num_classes": num_classes, "num_input_channels": 1, "network_kwargs": {}}
+    return {"plans_identifier": "unetr_pp_Plansv2.1", "dataset_name": "Task027_ACDC", "channel_names": {"0": "MRI"},
+            "labels": {"0": "background", "1": "RV", "2": "MLV", "3": "LVC"}, "regions": None,
+            "regions_class_order": None, "original_median_spacing": [5.0, 1.5, 1.5],
+            "original_median_shape": [10.0, 240.0, 220.0], "transpose_forward": [0, 1, 2],
+            "transpose_backward": [0, 1, 2], "foreground_intensity_properties_per_channel": {"0": {}},
+            "preset": None, "overrides": {}, "preset_splits": None, "configurations": {"3d_fullres": config}}

@@ -3,6 +3,7 @@ and rename its keys to ours, with the regex tables of `key_maps.json` (data, one
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -67,7 +68,9 @@ class ReleasedFile:
 
 def _torchscript(path: Path) -> dict[str, torch.Tensor] | None:
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.jit.load(str(path), map_location="cpu")
     except Exception:  # not TorchScript either: the caller reports the torch.load error
         return None
     return {k: v.detach() for k, v in module.state_dict().items()}
@@ -94,13 +97,18 @@ def read_released(path: str | Path) -> ReleasedFile:
         raise UnetrPPError(f"{path}: checkpoint file not found")
     torchscript = False
     try:
-        content = torch.load(path, map_location="cpu", weights_only=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            content = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch/pickle raise many types for a damaged or foreign file
         tensors = _torchscript(path)
         if tensors is None:
             raise UnetrPPError(f"{path}: not a readable torch checkpoint, expected a torch.save file or a "
                                f"TorchScript archive ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
         content, torchscript = {"state_dict": tensors}, True
+    if isinstance(content, torch.nn.Module):  # torch.load hands TorchScript archives to torch.jit.load
+        torchscript = isinstance(content, torch.jit.ScriptModule)
+        content = {"state_dict": {k: v.detach() for k, v in content.state_dict().items()}}
     tensors = _tensors(content)
     if tensors is None:
         found = sorted(map(str, content))[:8] if isinstance(content, Mapping) else type(content).__name__

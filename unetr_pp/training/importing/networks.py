@@ -11,7 +11,6 @@ from unetr_pp.utilities.errors import UnetrPPError
 
 UX_NETWORKS = ("uxnet", "repuxnet", "deformuxnet")
 VIT_PATCH = 16
-BTCV_PATCH = 96
 
 
 def _shape(sd: Mapping[str, torch.Tensor], key: str, what: str) -> tuple[int, ...]:
@@ -60,13 +59,13 @@ def settings(network: str, sd: Mapping[str, torch.Tensor]) -> tuple[dict, int, i
         return {}, 0, outputs, None
     if network == "swin_unetr":
         embed = _shape(sd, "swinViT.patch_embed.proj.weight", "patch embedding")
-        return {"feature_size": embed[0]}, embed[1], outputs, [BTCV_PATCH] * 3
+        return {"feature_size": embed[0]}, embed[1], outputs, None
     inputs = _shape(sd, "encoder1.layer.conv1.conv.weight", "encoder1")[1]
     if network == "unetr":
         kwargs, patch = _unetr_settings(sd)
         return kwargs, inputs, outputs, patch
     if network in UX_NETWORKS:
-        return _ux_settings(network, sd), inputs, outputs, [BTCV_PATCH] * 3
+        return _ux_settings(network, sd), inputs, outputs, None
     raise UnetrPPError(f"no import settings for network {network!r}")
 
 

@@ -13,6 +13,7 @@ from unetr_pp.utilities.files import load_json
 SEED_PLANS = Path(__file__).with_name("seed_plans.json")
 MONAI_AXES = [2, 1, 0]  # MONAI tensors are (x, y, z): our (z, y, x) arrays transposed
 MONAI_LINEAR = 1
+POOLINGS = 4  # the UX-Net family, UNETR and SwinUNETR need patches divisible by 16 (or 32)
 
 
 def seed_datasets() -> dict:
@@ -37,21 +38,22 @@ def seed_dataset_for(source: str, num_outputs: int, preset: str | None, path: Pa
 
 
 def seed_plans(dataset: str, network: str, network_kwargs: dict, in_channels: int, num_outputs: int,
-               plans_identifier: str) -> dict:
-    """Plans reproducing the seed's MONAI preprocessing of `dataset` (x, y, z axis order, intensity window)."""
+               plans_identifier: str, patch: list[int] | None = None) -> dict:
+    """Plans reproducing the seed's MONAI preprocessing of `dataset` (x, y, z axis order, intensity window);
+    `patch` overrides the seeds' 96^3 window (UNETR's position embedding fixes it)."""
     table = load_json(SEED_PLANS)
     entry = table["datasets"][dataset]
     spacing = entry["spacing_xyz"] or table["native_spacing_assumed"]
     low, high = entry["window"]
     window = {"mean": float(low), "std": float(high - low), "median": float(low), "min": float(low),
               "max": float(high), "percentile_00_5": float(low), "percentile_99_5": float(high)}
-    patch = list(table["patch_size"])
+    patch = list(patch or table["patch_size"])
     config = {
         "data_identifier": f"{plans_identifier}_3d_fullres", "spacing": [float(s) for s in spacing],
         "patch_size": patch, "batch_size": 2, "median_shape": [float(p) for p in patch],
         "normalization_schemes": ["CTNormalization"] * in_channels, "use_mask_for_norm": [False] * in_channels,
         "resampling": {**RESAMPLING, "order_data": MONAI_LINEAR},
-        "pool_op_kernel_sizes": [[2, 2, 2]] * 4, "conv_kernel_sizes": [[3, 3, 3]] * 5,
+        "pool_op_kernel_sizes": [[2, 2, 2]] * POOLINGS, "conv_kernel_sizes": [[3, 3, 3]] * (POOLINGS + 1),
         "num_classes": num_outputs, "num_input_channels": in_channels,
         "network_kwargs": {network: network_kwargs},
     }

@@ -67,11 +67,11 @@ def _unetr_pp_plans(opts: ImportOptions, sd: dict, outputs: int) -> dict:
 
 def build_plans(opts: ImportOptions, layout: SourceLayout, sd: dict) -> dict:
     """The plans of the imported model (UNETR++: pkl or task + preset; the others: their seed's preprocessing)."""
-    kwargs, inputs, outputs, _ = settings(layout.network, sd)
+    kwargs, inputs, outputs, patch = settings(layout.network, sd)
     if layout.network == "unetr_pp":
         return _unetr_pp_plans(opts, sd, outputs)
     dataset = seed_dataset_for(layout.name, outputs, opts.preset, opts.checkpoint)
-    return seed_plans(dataset, layout.network, kwargs, inputs, outputs, opts.plans_identifier)
+    return seed_plans(dataset, layout.network, kwargs, inputs, outputs, opts.plans_identifier, patch)
 
 
 def _fit_hint(layout: SourceLayout, sd: dict, plans_config: dict) -> str:
@@ -91,7 +91,7 @@ def load_network(opts: ImportOptions, layout: SourceLayout, sd: dict, plans: dic
     if problems:
         what = f"{layout.network} ({config['network_kwargs'].get(layout.network, {})}, {config['num_classes']} outputs)"
         raise UnetrPPError(f"{opts.checkpoint}: weights do not fit the expected {what}"
-                           f"{_fit_hint(layout, sd, config)}", problems)
+                           f"{_fit_hint(layout, sd, config)} ({len(problems)} differences, first: {problems[0]})")
     missing, _ = network.load_state_dict(sd, strict=False)
     if any(not layout.is_optional(k) for k in missing):
         raise UnetrPPError(f"{opts.checkpoint}: keys missing after loading: {missing[:5]}")

@@ -1,0 +1,101 @@
+"""Importing 3D UX-Net / RepUX-Net / DeformUX-Net / UNETR / SwinUNETR checkpoints in their official layouts:
+our network's outputs equal those of the layout's module (re-created in tests/released_fakes.py)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.networks.nets import UNETR, SwinUNETR
+
+from released_fakes import public_ux_model, randomize
+from unetr_pp.cli.import_model import main as import_main
+from unetr_pp.inference.models import load_trained_model
+from unetr_pp.utilities.files import load_json
+
+TASK = "Task101_FLARE"
+SMALL = {"dims": (48, 24, 24, 32), "depths": (1, 2, 1, 1), "hidden_size": 32}
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESULTS_FOLDER", str(tmp_path / "results"))
+    return tmp_path / "results" / "unetr_pp" / "3d_fullres"
+
+
+def _import(path, results, trainer: str, *extra: str):
+    assert import_main([str(path), "-t", TASK, "-tr", trainer, "-f", "0", *extra]) == 0
+    folder = results / TASK / f"{trainer}__unetr_pp_Plansv2.1"
+    return load_trained_model(folder, ["0"]).networks[0], load_json(folder / "fold_0" / "model_final_checkpoint.model.json")
+
+
+def _same_output(ours, theirs, shape, rtol: float = 1e-5) -> None:
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected, got = theirs(x), ours(x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=rtol * expected.abs().max().item(), rtol=0), \
+        (got - expected).abs().max().item()
+
+
+@pytest.mark.parametrize("source", ["uxnet", "repuxnet", "deformuxnet"])
+def test_ux_family_pth_from_main_train(tmp_path, results, source):
+    public = randomize(public_ux_model(source, 5, **SMALL))
+    path = tmp_path / "best_metric_model.pth"
+    torch.save(public.state_dict(), path)  # main_train.py: torch.save(model.state_dict(), ...)
+    ours, sidecar = _import(path, results, f"{source}_trainer")
+    config = sidecar["plans"]["configurations"]["3d_fullres"]
+    kwargs = config["network_kwargs"][source]
+    assert sidecar["network"] == source and kwargs["dims"] == list(SMALL["dims"])
+    assert kwargs["depths"] == list(SMALL["depths"]) and kwargs["hidden_size"] == 32
+    assert kwargs["mlp"] == {"uxnet": "grouped", "repuxnet": "none", "deformuxnet": "grouped"}[source]
+    # FLARE (5 outputs): Spacingd (1.0, 1.0, 1.2) on (x, y, z), window [-125, 275] -> [0, 1]
+    assert sidecar["plans"]["transpose_forward"] == [2, 1, 0] and config["spacing"] == [1.0, 1.0, 1.2]
+    window = sidecar["plans"]["foreground_intensity_properties_per_channel"]["0"]
+    assert (window["percentile_00_5"], window["percentile_99_5"], window["mean"], window["std"]) == (-125, 275, -125, 400)
+    _same_output(ours, public, (1, 1, 32, 32, 32))
+
+
+def test_repuxnet_fold_reparam(tmp_path, results):
+    public = randomize(public_ux_model("repuxnet", 16, **SMALL), seed=1)
+    path = tmp_path / "repux.pth"
+    torch.save(public.state_dict(), path)
+    ours, sidecar = _import(path, results, "repuxnet_trainer", "--fold_reparam")
+    assert sidecar["plans"]["configurations"]["3d_fullres"]["network_kwargs"]["repuxnet"]["reparameterized"] is True
+    assert sidecar["plans"]["preset"] == "amos"  # 16 outputs
+    assert not any(k.endswith("running_mean") for k in ours.state_dict() if k.startswith("encoder.stages"))
+    _same_output(ours, public, (1, 1, 32, 32, 32), rtol=1e-4)
+
+
+def _unetr() -> UNETR:
+    return randomize(UNETR(1, 14, (32, 32, 32), feature_size=16, hidden_size=96, mlp_dim=192, num_heads=12,
+                           proj_type="perceptron", norm_name="instance", res_block=True))
+
+
+def test_unetr_best_acc_with_module_prefix(tmp_path, results):
+    public = _unetr()
+    path = tmp_path / "UNETR_model_best_acc.pth"
+    torch.save({"epoch": 5000, "best_acc": 0.8, "state_dict": {f"module.{k}": v for k, v in public.state_dict().items()}},
+               path)
+    ours, sidecar = _import(path, results, "unetr_trainer")
+    config = sidecar["plans"]["configurations"]["3d_fullres"]
+    assert config["patch_size"] == [32, 32, 32]  # 8 position embeddings of 16^3 patches
+    assert sidecar["plans"]["preset"] == "btcv" and config["spacing"] == [1.5, 1.5, 2.0]
+    _same_output(ours, public, (1, 1, 32, 32, 32))
+
+
+def test_unetr_torchscript(tmp_path, results):
+    public = _unetr()
+    path = tmp_path / "UNETR_model_best_acc.pt"
+    torch.jit.trace(public, torch.zeros(1, 1, 32, 32, 32), check_trace=False).save(str(path))
+    ours, _ = _import(path, results, "unetr_trainer")
+    assert load_json(path.parent / "results" / "unetr_pp" / "3d_fullres" / TASK / "unetr_trainer__unetr_pp_Plansv2.1"
+                     / "fold_0" / "import_report.json")["torchscript"] is True
+    _same_output(ours, public, (1, 1, 32, 32, 32))
+
+
+def test_swin_unetr_btcv_finetuned(tmp_path, results):
+    public = randomize(SwinUNETR(in_channels=1, out_channels=14, feature_size=12))
+    path = tmp_path / "swin_unetr.base_5000ep_f48_lr2e-4_pretrained.pt"
+    torch.save({"epoch": 5000, "state_dict": public.state_dict()}, path)
+    ours, sidecar = _import(path, results, "swin_unetr_trainer")
+    assert sidecar["plans"]["configurations"]["3d_fullres"]["network_kwargs"]["swin_unetr"] == {"feature_size": 12}
+    _same_output(ours, public, (1, 1, 32, 32, 64))
