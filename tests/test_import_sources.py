@@ -99,3 +99,41 @@ def test_swin_unetr_btcv_finetuned(tmp_path, results):
     ours, sidecar = _import(path, results, "swin_unetr_trainer")
     assert sidecar["plans"]["configurations"]["3d_fullres"]["network_kwargs"]["swin_unetr"] == {"feature_size": 12}
     _same_output(ours, public, (1, 1, 32, 32, 64))
+
+
+def test_self_supervised_swinvit_encoder_as_pretrained_weights(tmp_path, results, capsys):
+    from unetr_pp.networks import build_network
+    from unetr_pp.training.checkpoints import load_pretrained_weights
+
+    config = {"patch_size": [64, 64, 64], "num_input_channels": 1, "num_classes": 3,
+              "network_kwargs": {"swin_unetr": {"feature_size": 12}}}
+    pretrained = randomize(build_network("swin_unetr", config, False), seed=4).swinViT
+    encoder = {f"module.{k}": v for k, v in pretrained.state_dict().items()}  # SSL pre-training's DDP model
+    heads = {"module.rotation_head.weight": torch.zeros(4, 96), "module.contrastive_head.weight": torch.zeros(512, 96)}
+    path = tmp_path / "model_swinvit.pt"
+    torch.save({"epoch": 100, "state_dict": {**encoder, **heads}}, path)
+    network = build_network("swin_unetr", config, True)
+    report = load_pretrained_weights(network, path)
+    assert report["source"] == "swin_vit_ssl" and len(report["loaded"]) == len(encoder)
+    assert sorted(s["key"] for s in report["skipped"]) == ["contrastive_head.weight", "rotation_head.weight"]
+    assert report["not_in_file"] and all(not k.startswith("swinViT.") for k in report["not_in_file"])
+    for key, value in pretrained.state_dict().items():
+        assert torch.equal(network.swinViT.state_dict()[key], value), key
+    # importing it as a segmentation model is refused with the reason
+    assert import_main([str(path), "-t", TASK, "-tr", "swin_unetr_trainer", "-f", "0"]) == 2
+    assert "encoder only (self-supervised pre-training)" in capsys.readouterr().err
+
+
+def test_uxnet_pth_as_pretrained_weights_reports_the_new_head(tmp_path):
+    from unetr_pp.networks import build_network
+    from unetr_pp.training.checkpoints import load_pretrained_weights
+
+    public = randomize(public_ux_model("uxnet", 5, **SMALL))
+    path = tmp_path / "best_metric_model.pth"
+    torch.save(public.state_dict(), path)
+    config = {"patch_size": [32, 32, 32], "num_input_channels": 1, "num_classes": 3,
+              "network_kwargs": {"uxnet": {k: list(v) if isinstance(v, tuple) else v for k, v in SMALL.items()}}}
+    report = load_pretrained_weights(build_network("uxnet", config, True), path)
+    assert report["source"] == "uxnet" and report["skipped"] == [] and report["not_in_file"] == []
+    assert [m["key"] for m in report["shape_mismatch"]] == ["out.conv.conv.weight", "out.conv.conv.bias"]
+    assert len(report["loaded"]) == len(public.state_dict()) - 2

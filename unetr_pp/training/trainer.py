@@ -20,16 +20,18 @@ from tqdm import tqdm
 from unetr_pp.inference.models import resolve_device
 from unetr_pp.networks import build_network
 from unetr_pp.training import distributed
-from unetr_pp.training.checkpoints import (find_resume_checkpoint, load_pretrained_weights, read_checkpoint,
-                                             save_checkpoint)
+from unetr_pp.training.checkpoints import (find_resume_checkpoint, load_pretrained_weights, pretrained_report_lines,
+                                             read_checkpoint, save_checkpoint)
 from unetr_pp.training.data import LoaderSettings, fold_cases, load_or_create_splits, make_loaders
 from unetr_pp.training.losses import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, hard_counts, pseudo_dice
 from unetr_pp.training.progress import TrainingLog, empty_plot_stuff, plot_progress
 from unetr_pp.training.schedule import poly_lr, set_lr
 from unetr_pp.training.validation import validate_fold
 from unetr_pp.utilities.errors import UnetrPPError
+from unetr_pp.utilities.files import save_json
 
 EMA_OLD = 0.9
+PRETRAINED_REPORT = "pretrained_weights_report.json"
 HASH_FILE_VAR = "unetr_pp_test_weights_hash_file"
 
 
@@ -179,9 +181,11 @@ class Trainer:
         if self.options.continue_training:
             self._resume()
         elif self.options.pretrained_weights is not None:
-            loaded, skipped = load_pretrained_weights(self.network, Path(self.options.pretrained_weights))
-            self.log(f"pretrained weights {self.options.pretrained_weights}: loaded {len(loaded)} tensors, "
-                     f"skipped {len(skipped)}" + "".join(f"\n  - {s}" for s in skipped))
+            report = load_pretrained_weights(self.network, Path(self.options.pretrained_weights))
+            self.log("\n".join(pretrained_report_lines(report)))
+            if self.dist.is_main:
+                save_json(report, self.output_folder / PRETRAINED_REPORT)
+                self.log(f"pretrained weights report: {self.output_folder / PRETRAINED_REPORT}")
         self.model = self.network
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
