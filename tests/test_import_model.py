@@ -15,6 +15,8 @@ import torch
 
 from unetr_pp.cli.import_model import main as import_main
 from unetr_pp.inference.models import load_trained_model
+from unetr_pp.training.checkpoints import find_resume_checkpoint
+from unetr_pp.training.trainers import get_trainer_class
 from unetr_pp.utilities.files import load_json
 
 REFERENCE = Path(__file__).parent / "data" / "reference"
@@ -241,6 +243,15 @@ def test_preset_without_pkl_takes_the_task_plans(tmp_path, results, capsys):
     expected = apply_preset_and_overrides(plans, "acdc", [])["configurations"]["3d_fullres"]
     assert sidecar["plans"]["configurations"]["3d_fullres"] == expected
     assert sidecar["plans"]["preset"] == "acdc"
+    # unetr_pp_train -c finds it: same identity and plans as the acdc preset trainer would train with
+    trainer_class = get_trainer_class("unetr_pp_trainer_acdc")
+    trainer_plans = trainer_class.prepare_plans(trainer_class.__new__(trainer_class), plans, "3d_fullres")
+    expected_sidecar = {"trainer": "unetr_pp_trainer_acdc", "network": "unetr_pp", "configuration": "3d_fullres",
+                        "plans_identifier": "unetr_pp_Plansv2.1", "task": "Task027_ACDC", "fold": "1",
+                        "plans": json.loads(json.dumps(trainer_plans))}
+    found, skipped = find_resume_checkpoint(results / "Task027_ACDC" / "unetr_pp_trainer_acdc__unetr_pp_Plansv2.1"
+                                            / "fold_1", expected_sidecar)
+    assert skipped == [] and found.content["epoch"] == 1000 and found.content["optimizer_state_dict"] is None
 
 
 def demo_plans(num_classes: int) -> dict:

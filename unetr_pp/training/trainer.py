@@ -240,18 +240,20 @@ class Trainer:
             raise UnetrPPError(f"{self.output_folder}: -c given but no valid checkpoint to continue from")
         content = found.content
         self.network.load_state_dict(content["state_dict"])
-        self.optimizer.load_state_dict(content["optimizer_state_dict"])
+        if content["optimizer_state_dict"] is not None:  # None in imported released checkpoints
+            self.optimizer.load_state_dict(content["optimizer_state_dict"])
         if self.grad_scaler is not None and content["amp_grad_scaler"] is not None:
             self.grad_scaler.load_state_dict(content["amp_grad_scaler"])
         self.epoch = int(content["epoch"])
         self.plot_stuff = {k: list(v) for k, v in content["plot_stuff"].items()}
         self.best_stuff = dict(content["best_stuff"])
         rng = content["rng_state"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if rng.get("cuda") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+            if rng.get("cuda") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state_all(rng["cuda"])
         self.log(f"continuing from {found.path.name} at epoch {self.epoch}")
 
     # ----- steps -----

@@ -81,16 +81,16 @@ def task_plans(task: str, plans_identifier: str, preset: str, num_outputs: int) 
         raise UnetrPPError(f"no .model.pkl beside the checkpoint and no plans {path}; create them with "
                            f"`unetr_pp_plan_and_preprocess -t {task} --preset {preset} --no_preprocessing` "
                            "(or put the official .model.pkl next to the .model file)")
-    plans = load_json(path)
-    if plans.get("preset") != preset:
-        plans = apply_preset_and_overrides(plans, preset, [])
-    plans = copy.deepcopy(plans)
+    planned = load_json(path)
+    plans = planned
+    if planned.get("preset") != preset:  # as the preset trainers' prepare_plans do
+        plans = apply_preset_and_overrides(planned, preset, [])
+        plans["overrides"] = planned.get("overrides", {})
     config = plans["configurations"]["3d_fullres"]
     if int(config["num_classes"]) != num_outputs:
         raise UnetrPPError(f"{path}: plans give {config['num_classes']} classes but the checkpoint's head has "
                            f"{num_outputs} outputs; the checkpoint belongs to another task")
-    plans["configurations"] = {"3d_fullres": config}
-    return plans
+    return copy.deepcopy(plans)
 
 
 def check_plans(plans: dict) -> None:
