@@ -2,6 +2,9 @@
 our network's outputs equal those of the layout's module (re-created in tests/released_fakes.py)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from monai.networks.nets import UNETR, SwinUNETR
@@ -73,8 +76,8 @@ def _unetr() -> UNETR:
 def test_unetr_best_acc_with_module_prefix(tmp_path, results):
     public = _unetr()
     path = tmp_path / "UNETR_model_best_acc.pth"
-    torch.save({"epoch": 5000, "best_acc": 0.8, "state_dict": {f"module.{k}": v for k, v in public.state_dict().items()}},
-               path)
+    old_monai = {k: v for k, v in public.state_dict().items() if ".norm_cross_attn." not in k}  # MONAI 0.x keys
+    torch.save({"epoch": 5000, "best_acc": 0.8, "state_dict": {f"module.{k}": v for k, v in old_monai.items()}}, path)
     ours, sidecar = _import(path, results, "unetr_trainer")
     config = sidecar["plans"]["configurations"]["3d_fullres"]
     assert config["patch_size"] == [32, 32, 32]  # 8 position embeddings of 16^3 patches
@@ -137,3 +140,28 @@ def test_uxnet_pth_as_pretrained_weights_reports_the_new_head(tmp_path):
     assert report["source"] == "uxnet" and report["skipped"] == [] and report["not_in_file"] == []
     assert [m["key"] for m in report["shape_mismatch"]] == ["out.conv.conv.weight", "out.conv.conv.bias"]
     assert len(report["loaded"]) == len(public.state_dict()) - 2
+
+
+LAYOUTS = Path(__file__).parent / "data" / "reference" / "released_layouts.json"
+
+
+@pytest.mark.parametrize("source", ["uxnet", "repuxnet", "deformuxnet", "unetr", "swin_unetr"])
+def test_full_size_released_layouts_map_onto_our_networks(source):
+    """Every key of the recorded released layout gets our name and shape; ours has no key it lacks."""
+    from unetr_pp.networks import build_network
+    from unetr_pp.training.importing.keymaps import detect_source, rename_keys
+    from unetr_pp.training.importing.networks import settings
+    from unetr_pp.training.importing.plans import seed_dataset_for, seed_plans
+
+    entries = json.loads(LAYOUTS.read_text())["layouts"][source]["state_dict"]
+    sd = {k: torch.zeros(()).expand(shape) for k, shape in entries}
+    layout = detect_source(sd)
+    assert layout.name == source
+    ours = rename_keys(sd, layout)
+    kwargs, inputs, outputs, patch = settings(layout.network, ours)
+    plans = seed_plans(seed_dataset_for(source, outputs, None, LAYOUTS), layout.network, kwargs, inputs, outputs,
+                       "p", patch)
+    with torch.device("cpu" if source == "swin_unetr" else "meta"):
+        network = build_network(layout.network, plans["configurations"]["3d_fullres"], False)
+    expected = {k: list(v.shape) for k, v in network.state_dict().items() if k in ours or not layout.is_optional(k)}
+    assert {k: list(v.shape) for k, v in ours.items()} == expected
