@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from unetr_pp.networks import build_network
-from unetr_pp.networks.official import OFFICIAL_CONFIGS, _matching_datasets, layout_problems
+from unetr_pp.networks.official import OFFICIAL_CONFIGS, _matching_datasets
 from unetr_pp.networks.repuxnet import reparameterize
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, results_folder
 from unetr_pp.training.checkpoints import save_checkpoint
@@ -86,8 +86,11 @@ def load_network(opts: ImportOptions, layout: SourceLayout, sd: dict, plans: dic
     """Our network for the plans with the file's weights (every non-optional key present, shapes equal)."""
     config = plans["configurations"][CONFIGURATION]
     network = build_network(layout.network, config, deep_supervision=False)
-    problems = [p for p in layout_problems(sd, network)
-                if not (p.startswith("missing key: ") and layout.is_optional(p[len("missing key: "):]))]
+    expected = {k: tuple(v.shape) for k, v in network.state_dict().items()}
+    problems = [f"missing key {k}" for k in expected if k not in sd and not layout.is_optional(k)]
+    problems += [f"unexpected key {k}" for k in sd if k not in expected]
+    problems += [f"shape of {k}: file {list(v.shape)} vs network {list(expected[k])}"
+                 for k, v in sd.items() if k in expected and tuple(v.shape) != expected[k]]
     if problems:
         what = f"{layout.network} ({config['network_kwargs'].get(layout.network, {})}, {config['num_classes']} outputs)"
         raise UnetrPPError(f"{opts.checkpoint}: weights do not fit the expected {what}"
