@@ -74,10 +74,10 @@ def v1_pkl(trainer: str, num_classes: int, modalities: int = 1, spacing=(3.0, 0.
 
 
 def write_official(folder: Path, dataset: str, trainer: str | None, num_classes: int, prefix: str = "",
-                   modalities: int = 1) -> Path:
-    """model_final_checkpoint.model (+ .model.pkl when trainer is given) with the probe weights."""
+                   modalities: int = 1, weights: dict | None = None) -> Path:
+    """model_final_checkpoint.model (+ .model.pkl when trainer is given) with the probe weights (or `weights`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    sd = probe_weights(dataset)
+    sd = probe_weights(dataset) if weights is None else weights
     path = folder / "model_final_checkpoint.model"
     torch.save(official_checkpoint({prefix + k: v for k, v in sd.items()}), path)
     if trainer is not None:
@@ -269,3 +269,40 @@ def demo_plans(num_classes: int) -> dict:
             "original_median_shape": [10.0, 240.0, 220.0], "transpose_forward": [0, 1, 2],
             "transpose_backward": [0, 1, 2], "foreground_intensity_properties_per_channel": {"0": {}},
             "preset": None, "overrides": {}, "preset_splits": None, "configurations": {"3d_fullres": config}}
+
+
+def test_run_evaluation_synapse_imports_the_official_file(tmp_path):
+    """evaluation_scripts/run_evaluation_synapse.sh with the released file + pkl where the UNETR++ README puts it."""
+    import os
+    import subprocess
+    import sys
+
+    from unetr_pp.io import Geometry, write_image
+
+    repo = Path(__file__).resolve().parents[1]
+    raw = tmp_path / "data" / "unetr_pp_raw" / "unetr_pp_raw_data" / TASK
+    labels = {str(i): f"organ{i}" for i in range(14)}
+    labels["0"] = "background"
+    (raw / "dataset.json").parent.mkdir(parents=True)
+    (raw / "dataset.json").write_text(json.dumps({
+        "name": "Synapse", "labels": labels, "modality": {"0": "CT"}, "numTraining": 0, "tensorImageSize": "3D",
+        "training": [], "test": ["./imagesTs/img0061.nii.gz"]}))
+    geometry = Geometry((3.0, 0.76, 0.76), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    rng = np.random.default_rng(0)
+    write_image(rng.integers(-200, 300, (20, 64, 64)).astype(np.int16), geometry, raw / "imagesTs" / "img0061_0000.nii.gz")
+    label = np.zeros((20, 64, 64), np.uint8)
+    label[5:10, 20:40, 20:40] = 1
+    write_image(label, geometry, raw / "labelsTs" / "img0061.nii.gz")
+    official = tmp_path / "unetr_pp_synapse_checkpoint"  # OUTPUT_DIR=unetr_pp/evaluation/unetr_pp_synapse_checkpoint
+    fold = official / "unetr_pp" / "3d_fullres" / TASK / f"{TRAINER}__unetr_pp_Plansv2.1" / "fold_0"
+    source = write_official(fold, "synapse", TRAINER, 13, weights=layout_state_dict("synapse"))
+    env = {k: v for k, v in os.environ.items() if k not in ("RESULTS_FOLDER", "FOLD", "TRAINER")}
+    env.update({"DATASET_DIR": str(tmp_path / "data"), "OUTPUT_DIR": str(official), "DEVICE": "cpu",
+                "PYTHON": sys.executable})
+    result = subprocess.run(["bash", str(repo / "evaluation_scripts" / "run_evaluation_synapse.sh"), "--disable_tta"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"released checkpoint without sidecar: importing {source}" in result.stdout
+    assert (fold / "model_final_checkpoint.model.json").is_file()
+    summary = json.loads((fold.parent / "test_predictions_fold_0" / "summary.json").read_text())
+    assert [c["case"] for c in summary["metric_per_case"]] == ["img0061"]
