@@ -165,3 +165,32 @@ def test_full_size_released_layouts_map_onto_our_networks(source):
         network = build_network(layout.network, plans["configurations"]["3d_fullres"], False)
     expected = {k: list(v.shape) for k, v in network.state_dict().items() if k in ours or not layout.is_optional(k)}
     assert {k: list(v.shape) for k, v in ours.items()} == expected
+
+
+def test_prediction_on_a_raw_image_equals_their_pipeline(tmp_path, results):
+    """An image already on the FLARE grid (RAS, 1.0 x 1.0 x 1.2 mm) and exactly one 96^3 window: our
+    unetr_pp_predict labels equal argmax(their module(ScaleIntensityRange(-125, 275) of the (x, y, z) array))."""
+    import numpy as np
+    from monai.transforms import ScaleIntensityRange
+
+    from unetr_pp.cli.predict import main as predict_main
+    from unetr_pp.io import Geometry, read_image, write_image
+
+    public = randomize(public_ux_model("uxnet", 5, **SMALL), seed=5)
+    path = tmp_path / "best_metric_model.pth"
+    torch.save(public.state_dict(), path)
+    _import(path, results, "uxnet_trainer")
+    rng = np.random.default_rng(0)
+    zyx = rng.integers(-400, 600, (96, 96, 96)).astype(np.int16)
+    zyx[zyx == 0] = 1  # no zero voxel: the nonzero crop keeps the whole image, as their CropForeground
+    geometry = Geometry((1.2, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    write_image(zyx, geometry, tmp_path / "in" / "case_0000.nii.gz")
+    assert predict_main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-t", TASK, "-tr", "uxnet_trainer",
+                         "-f", "0", "--disable_tta", "--device", "cpu", "-npp", "0", "-nps", "0"]) == 0
+    ours = read_image(tmp_path / "out" / "case.nii.gz")[0]
+    xyz = torch.from_numpy(zyx.transpose(2, 1, 0).astype(np.float32))[None, None]
+    scaled = ScaleIntensityRange(-125, 275, 0.0, 1.0, clip=True)(xyz)
+    with torch.no_grad():
+        theirs = public(torch.as_tensor(scaled)).argmax(1)[0].numpy().transpose(2, 1, 0)
+    assert ours.shape == theirs.shape
+    assert (ours == theirs).mean() > 0.999
