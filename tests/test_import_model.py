@@ -289,7 +289,8 @@ def test_run_evaluation_synapse_imports_the_official_file(tmp_path):
         "training": [], "test": ["./imagesTs/img0061.nii.gz"]}))
     geometry = Geometry((3.0, 0.76, 0.76), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
     rng = np.random.default_rng(0)
-    write_image(rng.integers(-200, 300, (20, 64, 64)).astype(np.int16), geometry, raw / "imagesTs" / "img0061_0000.nii.gz")
+    image = rng.integers(-200, 300, (20, 64, 64)).astype(np.int16)
+    write_image(image, geometry, raw / "imagesTs" / "img0061_0000.nii.gz")
     label = np.zeros((20, 64, 64), np.uint8)
     label[5:10, 20:40, 20:40] = 1
     write_image(label, geometry, raw / "labelsTs" / "img0061.nii.gz")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from monai.networks.nets import UNETR, SwinUNETR
-
 from released_fakes import public_ux_model, randomize
+
 from unetr_pp.cli.import_model import main as import_main
 from unetr_pp.inference.models import load_trained_model
 from unetr_pp.utilities.files import load_json
@@ -27,7 +27,8 @@ def results(tmp_path, monkeypatch):
 def _import(path, results, trainer: str, *extra: str):
     assert import_main([str(path), "-t", TASK, "-tr", trainer, "-f", "0", *extra]) == 0
     folder = results / TASK / f"{trainer}__unetr_pp_Plansv2.1"
-    return load_trained_model(folder, ["0"]).networks[0], load_json(folder / "fold_0" / "model_final_checkpoint.model.json")
+    sidecar = load_json(folder / "fold_0" / "model_final_checkpoint.model.json")
+    return load_trained_model(folder, ["0"]).networks[0], sidecar
 
 
 def _same_output(ours, theirs, shape, rtol: float = 1e-5) -> None:
@@ -53,7 +54,7 @@ def test_ux_family_pth_from_main_train(tmp_path, results, source):
     # FLARE (5 outputs): Spacingd (1.0, 1.0, 1.2) on (x, y, z), window [-125, 275] -> [0, 1]
     assert sidecar["plans"]["transpose_forward"] == [2, 1, 0] and config["spacing"] == [1.0, 1.0, 1.2]
     window = sidecar["plans"]["foreground_intensity_properties_per_channel"]["0"]
-    assert (window["percentile_00_5"], window["percentile_99_5"], window["mean"], window["std"]) == (-125, 275, -125, 400)
+    assert [window[k] for k in ("percentile_00_5", "percentile_99_5", "mean", "std")] == [-125, 275, -125, 400]
     _same_output(ours, public, (1, 1, 32, 32, 32))
 
 
@@ -66,6 +67,15 @@ def test_repuxnet_fold_reparam(tmp_path, results):
     assert sidecar["plans"]["preset"] == "amos"  # 16 outputs
     assert not any(k.endswith("running_mean") for k in ours.state_dict() if k.startswith("encoder.stages"))
     _same_output(ours, public, (1, 1, 32, 32, 32), rtol=1e-4)
+
+
+def test_ux_preset_of_another_class_count_is_refused(tmp_path, results, capsys):
+    path = tmp_path / "amos.pth"
+    torch.save(public_ux_model("uxnet", 16, **SMALL).state_dict(), path)
+    assert import_main([str(path), "-t", TASK, "-tr", "uxnet_trainer", "-f", "0", "--preset", "flare"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: --preset flare has 5 outputs but the checkpoint's head has 16" in err
+    assert not results.exists()
 
 
 def _unetr() -> UNETR:
@@ -168,28 +178,28 @@ def test_full_size_released_layouts_map_onto_our_networks(source):
 
 
 def test_prediction_on_a_raw_image_equals_their_pipeline(tmp_path, results):
-    """An image already on the FLARE grid (RAS, 1.0 x 1.0 x 1.2 mm) and exactly one 96^3 window: our
-    unetr_pp_predict labels equal argmax(their module(ScaleIntensityRange(-125, 275) of the (x, y, z) array))."""
+    """An image already on the BTCV grid (RAS, 1.5 x 1.5 x 2.0 mm) and exactly one window: our unetr_pp_predict
+    labels equal argmax(UNETR(ScaleIntensityRange(-175, 250) of the (x, y, z) array)) as their test.py computes."""
     import numpy as np
     from monai.transforms import ScaleIntensityRange
 
     from unetr_pp.cli.predict import main as predict_main
     from unetr_pp.io import Geometry, read_image, write_image
 
-    public = randomize(public_ux_model("uxnet", 5, **SMALL), seed=5)
-    path = tmp_path / "best_metric_model.pth"
-    torch.save(public.state_dict(), path)
-    _import(path, results, "uxnet_trainer")
+    public = _unetr()
+    path = tmp_path / "UNETR_model_best_acc.pth"
+    torch.save({"state_dict": public.state_dict()}, path)
+    _import(path, results, "unetr_trainer")
     rng = np.random.default_rng(0)
-    zyx = rng.integers(-400, 600, (96, 96, 96)).astype(np.int16)
+    zyx = rng.integers(-400, 600, (32, 32, 32)).astype(np.int16)
     zyx[zyx == 0] = 1  # no zero voxel: the nonzero crop keeps the whole image, as their CropForeground
-    geometry = Geometry((1.2, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    geometry = Geometry((2.0, 1.5, 1.5), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
     write_image(zyx, geometry, tmp_path / "in" / "case_0000.nii.gz")
-    assert predict_main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-t", TASK, "-tr", "uxnet_trainer",
+    assert predict_main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-t", TASK, "-tr", "unetr_trainer",
                          "-f", "0", "--disable_tta", "--device", "cpu", "-npp", "0", "-nps", "0"]) == 0
     ours = read_image(tmp_path / "out" / "case.nii.gz")[0]
     xyz = torch.from_numpy(zyx.transpose(2, 1, 0).astype(np.float32))[None, None]
-    scaled = ScaleIntensityRange(-125, 275, 0.0, 1.0, clip=True)(xyz)
+    scaled = ScaleIntensityRange(-175, 250, 0.0, 1.0, clip=True)(xyz)
     with torch.no_grad():
         theirs = public(torch.as_tensor(scaled)).argmax(1)[0].numpy().transpose(2, 1, 0)
     assert ours.shape == theirs.shape

@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
                     "unetr_pp_train -c / --pretrained_weights. Only import files you trust: they are unpickled.")
     p.add_argument("checkpoint", type=Path, help="the released checkpoint file")
     p.add_argument("-t", "--task", required=True, help="task id or name, e.g. 2 or Task002_Synapse")
-    p.add_argument("-tr", "--trainer", required=True, help="trainer name for the model folder, e.g. unetr_pp_trainer_synapse")
+    p.add_argument("-tr", "--trainer", required=True,
+                   help="trainer name for the model folder, e.g. unetr_pp_trainer_synapse")
     p.add_argument("-f", "--fold", required=True, help="fold the weights stand for (0-4 or all)")
     p.add_argument("-c", "--configuration", default="3d_fullres", help="plans configuration (only 3d_fullres)")
     p.add_argument("--preset", default=None,

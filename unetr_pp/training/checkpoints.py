@@ -147,10 +147,11 @@ def load_pretrained_weights(network: nn.Module, path: Path) -> dict[str, Any]:
 
 def pretrained_report_lines(report: dict[str, Any]) -> list[str]:
     """Human-readable summary of a pretrained-weights report (one line per shape mismatch, counts otherwise)."""
-    lines = [f"pretrained weights {report['file']} (layout {report['source'] or 'ours'}): loaded "
-             f"{len(report['loaded'])} tensors, {len(report['shape_mismatch'])} shape-mismatched, "
-             f"{len(report['skipped'])} not in the network, {len(report['not_in_file'])} of the network not in the "
-             "file (kept initialised)"]
+    head = (f"pretrained weights {report['file']} (layout {report['source'] or 'ours'}): loaded "
+            f"{len(report['loaded'])} tensors, {len(report['shape_mismatch'])} shape-mismatched, "
+            f"{len(report['skipped'])} not in the network, {len(report['not_in_file'])} of the network not in the "
+            "file (kept initialised)")
+    lines = [head]
     lines += [f"  - shape mismatch {m['key']}: file {m['file_shape']} vs network {m['network_shape']}"
               for m in report["shape_mismatch"]]
     lines += [f"  - not in the network: {s['key']}" for s in report["skipped"][:10]]

@@ -103,8 +103,9 @@ def read_released(path: str | Path) -> ReleasedFile:
     except Exception as err:  # torch/pickle raise many types for a damaged or foreign file
         tensors = _torchscript(path)
         if tensors is None:
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
             raise UnetrPPError(f"{path}: not a readable torch checkpoint, expected a torch.save file or a "
-                               f"TorchScript archive ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+                               f"TorchScript archive ({reason})") from None
         content, torchscript = {"state_dict": tensors}, True
     if isinstance(content, torch.nn.Module):  # torch.load hands TorchScript archives to torch.jit.load
         torchscript = isinstance(content, torch.jit.ScriptModule)

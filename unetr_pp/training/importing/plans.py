@@ -28,6 +28,9 @@ def seed_dataset_for(source: str, num_outputs: int, preset: str | None, path: Pa
     if preset is not None:
         if preset not in mine:
             raise UnetrPPError(f"--preset {preset!r} is not a {source} dataset; choose one of {', '.join(mine)}")
+        if mine[preset]["classes"] != num_outputs:
+            raise UnetrPPError(f"{path}: --preset {preset} has {mine[preset]['classes']} outputs but the checkpoint's "
+                               f"head has {num_outputs}; it was trained on another dataset")
         return preset
     fits = [name for name, d in mine.items() if d["classes"] == num_outputs]
     if len(fits) != 1:

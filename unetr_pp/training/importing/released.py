@@ -1,5 +1,6 @@
-"""`unetr_pp_import_model`: a released checkpoint -> `$RESULTS_FOLDER/unetr_pp/<config>/<task>/<trainer>__<plans>/fold_<k>/`
-holding `<name>.model` (our checkpoint format) + `.model.json` sidecar (with the plans) + `import_report.json`.
+"""`unetr_pp_import_model`: a released checkpoint ->
+`$RESULTS_FOLDER/unetr_pp/<config>/<task>/<trainer>__<plans>/fold_<k>/` holding `<name>.model` (our
+checkpoint format) + `.model.json` sidecar (with the plans) + `import_report.json`.
 
 The fold folder is built in a temporary folder beside it and renamed into place, so an error leaves nothing.
 An official UNETR++ file already at the target path (where the UNETR++ README puts it) is imported in place:
@@ -13,7 +14,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from unetr_pp.networks import build_network
@@ -109,7 +109,8 @@ def _checkpoint_content(network: nn.Module, epoch: int) -> dict:
 
 def fold_folder(opts: ImportOptions) -> Path:
     """`$RESULTS_FOLDER/unetr_pp/<configuration>/<task>/<trainer>__<plans_identifier>/fold_<fold>`."""
-    return results_folder() / opts.configuration / opts.task / f"{opts.trainer}__{opts.plans_identifier}" / f"fold_{opts.fold}"
+    model = results_folder() / opts.configuration / opts.task / f"{opts.trainer}__{opts.plans_identifier}"
+    return model / f"fold_{opts.fold}"
 
 
 def _in_place(opts: ImportOptions, target: Path) -> bool:

@@ -108,7 +108,8 @@ def convert_v1_plans(info: dict, path: Path, plans_identifier: str, num_outputs:
     return {
         "plans_identifier": plans_identifier,
         "dataset_name": Path(str(info["init"][0])).parent.name or variant,
-        "channel_names": modalities or {str(c): "CT" if s == "CTNormalization" else "MR" for c, s in enumerate(schemes)},
+        "channel_names": modalities or {str(c): "CT" if n == "CTNormalization" else "MR"
+                                        for c, n in enumerate(schemes)},
         "labels": {"0": "background", **{str(c): f"label_{c}" for c in classes}},
         "regions": None,
         "regions_class_order": None,
