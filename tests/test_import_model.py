@@ -307,3 +307,29 @@ def test_run_evaluation_synapse_imports_the_official_file(tmp_path):
     assert (fold / "model_final_checkpoint.model.json").is_file()
     summary = json.loads((fold.parent / "test_predictions_fold_0" / "summary.json").read_text())
     assert [c["case"] for c in summary["metric_per_case"]] == ["img0061"]
+
+
+def test_v1_plans_conversion_stage_transpose_and_old_init(tmp_path):
+    """The stage comes from init[5] (old 11-argument inits drop elements 2 and -2), spacing and shapes are kept
+    in the transposed order, original-axis values are transposed back, schemes and mask flags map per channel."""
+    from unetr_pp.training.importing.v1_plans import convert_v1_plans
+
+    info = v1_pkl("unetr_pp_trainer_acdc", 3, modalities=2, spacing=(5.0, 1.5, 1.5))
+    plans = info["plans"]
+    plans["transpose_forward"], plans["transpose_backward"] = [2, 0, 1], [1, 2, 0]
+    lowres = dict(plans["plans_per_stage"][0], current_spacing=np.array([10.0, 3.0, 3.0]))
+    plans["plans_per_stage"] = {0: dict(plans["plans_per_stage"][0]), 1: lowres}
+    plans["normalization_schemes"] = OrderedDict([(0, "noNorm"), (1, "MRI")])
+    init = list(info["init"])
+    info["init"] = tuple(init[:2] + ["extra"] + init[2:5] + [0] + init[6:-1] + ["extra2", init[-1]])
+    # stage 0 sits at index 6 before the deletion; index 5 holds batch_dice True (== 1: the lowres stage)
+    assert len(info["init"]) == 11 and info["init"][6] == 0 and info["init"][5] is True
+    out = convert_v1_plans(info, tmp_path / "x.pkl", "unetr_pp_Plansv2.1", 4)
+    config = out["configurations"]["3d_fullres"]
+    assert config["spacing"] == [5.0, 1.5, 1.5]  # stage 0, not the lowres stage 1
+    assert out["transpose_forward"] == [2, 0, 1] and out["transpose_backward"] == [1, 2, 0]
+    assert out["original_median_spacing"] == [1.5, 1.5, 5.0]
+    assert config["normalization_schemes"] == ["NoNormalization", "ZScoreNormalization"]
+    assert config["use_mask_for_norm"] == [True, True] and config["num_input_channels"] == 2
+    assert config["patch_size"] == [16, 160, 160] and config["network_kwargs"]["unetr_pp"]["variant"] == "acdc"
+    assert out["labels"] == {"0": "background", "1": "label_1", "2": "label_2", "3": "label_3"}
