@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 from monai.networks.nets import UNETR, SwinUNETR
-
 from released_fakes import public_ux_model
 
 SOURCES = {
@@ -40,7 +39,14 @@ def main() -> None:
                 "derived_from": "Project-MONAI/research-contributions SwinUNETR/Pretrain (SSLHead.swinViT, DDP)",
                 "state_dict": [[f"module.{k}", list(v.shape)] for k, v in model.swinViT.state_dict().items()]}
     target = Path(__file__).with_name("released_layouts.json")
-    target.write_text(json.dumps(out, indent=1) + "\n")
+    blocks = []
+    for name, layout in out["layouts"].items():  # one [key, shape] per line
+        entries = ",\n".join("    " + json.dumps(entry) for entry in layout["state_dict"])
+        blocks.append(f'  {json.dumps(name)}: {{"derived_from": {json.dumps(layout["derived_from"])}, '
+                      f'"state_dict": [\n{entries}\n  ]}}')
+    text = '{"description": ' + json.dumps(out["description"]) + ',\n "layouts": {\n' + ",\n".join(blocks) + "\n}}"
+    assert json.loads(text) == out
+    target.write_text(text + "\n")
 
 
 if __name__ == "__main__":
