@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["unetr_pp", "unetr_pp.*"]),
-    package_data={"unetr_pp": ["planning/presets/*.json"]},
+    package_data={"unetr_pp": ["planning/presets/*.json", "training/importing/*.json"]},
     install_requires=[
         "torch>=2.1",
         "numpy>=1.24",
@@ -42,6 +42,7 @@ setup(
             "unetr_pp_evaluate=unetr_pp.cli.evaluate:main",
             "unetr_pp_model_summary=unetr_pp.cli.model_summary:main",
             "unetr_pp_compare=unetr_pp.cli.compare:main",
+            "unetr_pp_import_model=unetr_pp.cli.import_model:main",
         ]
     },
 )

@@ -177,6 +177,7 @@ def test_evaluation_falls_back_to_validation_raw(name, tmp_path):
             / "fold_0")
     (fold / "validation_raw").mkdir(parents=True)
     (fold / "model_final_checkpoint.model").write_bytes(b"not read by this path")
+    (fold / "model_final_checkpoint.model.json").write_text("{}")  # ours (a released file would be imported)
     geometry = Geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
     ref = np.zeros((4, 8, 8), np.uint8)
     ref[0:2, 0:4, 0:4] = 1

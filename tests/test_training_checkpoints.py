@@ -64,9 +64,10 @@ def test_pretrained_weights_copy_matching_shapes(tmp_path):
     source = nn.Sequential(nn.Conv3d(1, 4, 3), nn.Conv3d(4, 2, 1))
     torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "w.model")
     target = nn.Sequential(nn.Conv3d(1, 4, 3), nn.Conv3d(4, 3, 1))
-    loaded, skipped = load_pretrained_weights(target, tmp_path / "w.model")
-    assert sorted(loaded) == ["0.bias", "0.weight"]
+    report = load_pretrained_weights(target, tmp_path / "w.model")
+    assert sorted(report["loaded"]) == ["0.bias", "0.weight"]
     assert torch.equal(target[0].weight, source[0].weight)
-    assert any(s.startswith("1.weight: shape (2, 4, 1, 1, 1) != (3, 4, 1, 1, 1)") for s in skipped)
+    assert {"key": "1.weight", "file_shape": [2, 4, 1, 1, 1], "network_shape": [3, 4, 1, 1, 1]} in report["shape_mismatch"]
+    assert report["not_in_file"] == [] and report["skipped"] == []
     with pytest.raises(UnetrPPError, match="no weight of the checkpoint fits"):
         load_pretrained_weights(nn.Linear(2, 2), tmp_path / "w.model")

@@ -118,7 +118,10 @@ def test_pretrained_weights_are_loaded_and_reported(tiny_task, capsys):
     source = fold_folder(tiny_task, fold="all") / "model_final_checkpoint.model"
     assert main(run_args(fold="0", epochs=1, iters=1) + ["--pretrained_weights", str(source)]) == 0
     out = capsys.readouterr().out
-    assert f"pretrained weights {source}: loaded" in out and "skipped 0" in out
+    assert f"pretrained weights {source} (layout ours): loaded" in out and "0 shape-mismatched" in out
+    report = load_json(fold_folder(tiny_task, fold="0") / "pretrained_weights_report.json")
+    assert report["file"] == str(source) and report["shape_mismatch"] == [] and report["not_in_file"] == []
+    assert len(report["loaded"]) > 10
 
 
 def _error(capsys, argv) -> str:

@@ -3,7 +3,8 @@
 # up_setup <name> <Name> <Task> <preset> <trainer> <protocol|-> <convert command> sets the folders from the
 # script's own path (so the scripts work from any cwd) and the environment overrides:
 #   DATASET_DIR  data folder (default <repo>/DATASET_<Name>): unetr_pp_raw/, unetr_pp_preprocessed/
-#   OUTPUT_DIR   RESULTS_FOLDER (default <repo>/output_<name>)
+#   OUTPUT_DIR   RESULTS_FOLDER (default <repo>/output_<name>; the evaluation scripts use the UNETR++ README's
+#                <repo>/unetr_pp/evaluation/unetr_pp_<name>_checkpoint instead when the official file is there)
 #   PYTHON       interpreter with unetr_pp installed (default python)
 #   FOLD         fold to train / predict with (default 0)
 #   TRAINER      trainer name (default: the dataset's)
@@ -23,6 +24,10 @@ up_setup() {
     UP_PROTOCOL="$6"; UP_CONVERT="$7"
     [ "$UP_PROTOCOL" = "-" ] && UP_PROTOCOL=""
     DATASET_DIR="${DATASET_DIR:-$UP_REPO_ROOT/DATASET_$UP_TITLE}"
+    UP_OFFICIAL_DIR="$UP_REPO_ROOT/unetr_pp/evaluation/unetr_pp_${UP_NAME}_checkpoint"
+    if [ -z "${OUTPUT_DIR:-}" ] && [ -f "$UP_OFFICIAL_DIR/unetr_pp/$UP_CONFIG/$TASK/${TRAINER:-$5}__$UP_PLANS_ID/fold_${FOLD:-0}/model_final_checkpoint.model" ]; then
+        OUTPUT_DIR="$UP_OFFICIAL_DIR"  # where the UNETR++ README places the released checkpoint
+    fi
     OUTPUT_DIR="${OUTPUT_DIR:-$UP_REPO_ROOT/output_$UP_NAME}"
     PYTHON="${PYTHON:-python}"
     FOLD="${FOLD:-0}"
@@ -129,6 +134,19 @@ up_has_images() {
     compgen -G "$1/$2" >/dev/null 2>&1
 }
 
+# up_import_official: a released model_final_checkpoint.model without our .model.json sidecar (the official
+# UNETR++ file as its README places it) is imported in place; without its .model.pkl the task is planned first
+up_import_official() {
+    local model="$UP_FOLD_DIR/model_final_checkpoint.model"
+    [ -f "$model" ] && [ ! -f "$model.json" ] || return 0
+    up_say "released checkpoint without sidecar: importing $model"
+    if [ ! -f "$model.pkl" ] && [ ! -f "$unetr_pp_preprocessed/$TASK/$UP_PLANS_ID.json" ]; then
+        up_run plan_and_preprocess -t "$TASK" --preset "$UP_PRESET" -c "$UP_CONFIG" --no_preprocessing
+    fi
+    up_run import_model "$model" -t "$TASK" -tr "$TRAINER" -f "$FOLD" --preset "$UP_PRESET" \
+        || up_die "could not import $model (see the error above)"
+}
+
 # up_predict_and_evaluate [extra predict options...]: predict imagesTs with the fold's final checkpoint and
 # evaluate against labelsTs (with --plots on the images); without labelsTs, evaluate the fold's validation_raw
 # instead. Sets UP_SUMMARY_DIR and UP_OVERLAY (the first case's overlay picture, empty when none was drawn).
@@ -136,6 +154,7 @@ up_predict_and_evaluate() {
     [ -f "$UP_FOLD_DIR/model_final_checkpoint.model" ] \
         || up_die "no trained model: $UP_FOLD_DIR/model_final_checkpoint.model is missing; train first" \
                   "(training_scripts/run_training_$UP_NAME.sh)"
+    up_import_official
     local protocol_args=(--dataset_json "$UP_RAW_TASK/dataset.json")  # its labels (or regions)
     case "$UP_PROTOCOL" in
         "") ;;

@@ -46,18 +46,26 @@ class BFMDepthwiseConv(nn.Module):
 
 
 class RepUXBlock(nn.Module):
-    """BFM depthwise conv k21 -> BatchNorm -> 1x1x1 MLP (x4, GELU) -> layer scale -> residual: (B, C, *s) -> same."""
+    """BFM depthwise conv k21 -> BatchNorm -> 1x1x1 MLP (x4, GELU) -> layer scale -> residual: (B, C, *s) -> same.
+
+    mlp "none" is the block of MASILab's public RepUX-Net code: BFM depthwise conv -> BatchNorm -> GELU, with no
+    MLP, layer scale or residual (the form its released checkpoints have).
+    """
 
     def __init__(self, dim: int, drop_path: float = 0.0, kernel_size: int = 21, alpha: float = 1.0,
                  mlp: str = "grouped") -> None:
         super().__init__()
         self.dwconv: nn.Module = BFMDepthwiseConv(dim, kernel_size, alpha)
         self.norm: nn.Module = nn.BatchNorm3d(dim)
-        self.mlp = pointwise_mlp(dim, mlp)
-        self.residual = LayerScaleResidual(dim, drop_path)
+        self.plain = mlp == "none"
+        if not self.plain:
+            self.mlp = pointwise_mlp(dim, mlp)
+            self.residual = LayerScaleResidual(dim, drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, *s) -> (B, C, *s)."""
+        if self.plain:
+            return F.gelu(self.norm(self.dwconv(x)))
         return self.residual(x, self.mlp(self.norm(self.dwconv(x))))
 
     @torch.no_grad()
@@ -91,7 +99,11 @@ def build(plans_config: dict, deep_supervision: bool, **kwargs) -> UXNetFamily:
     """3D RepUX-Net for a plans configuration (patch_size divisible by 16, num_input_channels, num_classes).
 
     kwargs (plans network_kwargs["repuxnet"]): dims, depths, hidden_size, drop_path_rate, kernel_size (21),
-    alpha (1.0), mlp ("grouped" or "dense").
+    alpha (1.0), mlp ("grouped", "dense" or "none" = the public code's block), reparameterized (False; True
+    builds the deployment form of `reparameterize(fold_bn=True)`, whose state_dict has plain kernels, no BN).
     """
-    return build_ux_family(NETWORK_NAME, plans_config, deep_supervision, RepUXBlock, kwargs,
-                           ("kernel_size", "alpha", "mlp"))
+    kwargs = dict(kwargs)
+    reparameterized = bool(kwargs.pop("reparameterized", False))
+    model = build_ux_family(NETWORK_NAME, plans_config, deep_supervision, RepUXBlock, kwargs,
+                            ("kernel_size", "alpha", "mlp"))
+    return reparameterize(model, fold_bn=True) if reparameterized else model

@@ -114,24 +114,47 @@ def find_resume_checkpoint(folder: Path, expected: dict[str, Any]) -> tuple[Load
     return best, skipped
 
 
-def load_pretrained_weights(network: nn.Module, path: Path) -> tuple[list[str], list[str]]:
-    """Copy the shape-matching weights of checkpoint `path` into `network` -> (loaded keys, skipped 'key: reason')."""
-    from unetr_pp.networks.official import read_checkpoint_state_dict
+def load_pretrained_weights(network: nn.Module, path: Path) -> dict[str, Any]:
+    """Copy the shape-matching weights of checkpoint `path` into `network` -> report of what was loaded and why not.
 
-    source = read_checkpoint_state_dict(path)
-    source = {k[len("module."):] if k.startswith("module.") else k: v for k, v in source.items()}
+    The file may be any released layout (UNETR++, UX-Net family, UNETR, SwinUNETR incl. the self-supervised
+    `model_swinvit.pt` encoder): its keys are renamed with the importer's key maps first. Report keys: file,
+    source, loaded (keys), skipped (file keys the network lacks), shape_mismatch, not_in_file (kept initialised).
+    """
+    from unetr_pp.training.importing.keymaps import detect_source, read_released, rename_keys
+
+    released = read_released(path)
+    layout = detect_source(released.state_dict)
+    source = rename_keys(released.state_dict, layout) if layout is not None else released.state_dict
     target = network.state_dict()
-    loaded, skipped = [], []
+    loaded, skipped, mismatched = [], [], []
     for key, value in source.items():
         if key not in target:
-            skipped.append(f"{key}: not in the network")
+            skipped.append({"key": key, "reason": "not in the network"})
         elif tuple(target[key].shape) != tuple(value.shape):
-            skipped.append(f"{key}: shape {tuple(value.shape)} != {tuple(target[key].shape)}")
+            mismatched.append({"key": key, "file_shape": list(value.shape), "network_shape": list(target[key].shape)})
         else:
             target[key] = value
             loaded.append(key)
-    skipped += [f"{key}: not in the checkpoint (kept initialised)" for key in target if key not in source]
     if not loaded:
-        raise UnetrPPError(f"{path}: no weight of the checkpoint fits the network (e.g. {skipped[:3]})")
+        examples = [s["key"] for s in skipped[:3]] + [m["key"] for m in mismatched[:3]]
+        raise UnetrPPError(f"{path}: no weight of the checkpoint fits the network (e.g. {examples})")
     network.load_state_dict(target)
-    return loaded, skipped
+    return {"file": str(path), "source": layout.name if layout is not None else None, "loaded": loaded,
+            "skipped": skipped, "shape_mismatch": mismatched,
+            "not_in_file": [key for key in target if key not in source]}
+
+
+def pretrained_report_lines(report: dict[str, Any]) -> list[str]:
+    """Human-readable summary of a pretrained-weights report (one line per shape mismatch, counts otherwise)."""
+    head = (f"pretrained weights {report['file']} (layout {report['source'] or 'ours'}): loaded "
+            f"{len(report['loaded'])} tensors, {len(report['shape_mismatch'])} shape-mismatched, "
+            f"{len(report['skipped'])} not in the network, {len(report['not_in_file'])} of the network not in the "
+            "file (kept initialised)")
+    lines = [head]
+    lines += [f"  - shape mismatch {m['key']}: file {m['file_shape']} vs network {m['network_shape']}"
+              for m in report["shape_mismatch"]]
+    lines += [f"  - not in the network: {s['key']}" for s in report["skipped"][:10]]
+    if len(report["skipped"]) > 10:
+        lines.append(f"  - ... and {len(report['skipped']) - 10} more not in the network")
+    return lines

@@ -19,16 +19,18 @@ from tqdm import tqdm
 from unetr_pp.io.plans import Plans
 from unetr_pp.networks import build_network
 from unetr_pp.training import distributed
-from unetr_pp.training.checkpoints import (find_resume_checkpoint, load_pretrained_weights, read_checkpoint,
-                                             save_checkpoint)
+from unetr_pp.training.checkpoints import (find_resume_checkpoint, load_pretrained_weights, pretrained_report_lines,
+                                             read_checkpoint, save_checkpoint)
 from unetr_pp.training.data import LoaderSettings, fold_cases, load_or_create_splits, make_loaders
 from unetr_pp.training.losses import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, hard_counts, pseudo_dice
 from unetr_pp.training.progress import TrainingLog, empty_plot_stuff, plot_progress
 from unetr_pp.training.schedule import poly_lr, set_lr
 from unetr_pp.utilities.device import resolve_device
 from unetr_pp.utilities.errors import UnetrPPError
+from unetr_pp.utilities.files import save_json
 
 EMA_OLD = 0.9
+PRETRAINED_REPORT = "pretrained_weights_report.json"
 
 
 @dataclass
@@ -173,9 +175,11 @@ class Trainer:
         if self.options.continue_training:
             self._resume()
         elif self.options.pretrained_weights is not None:
-            loaded, skipped = load_pretrained_weights(self.network, Path(self.options.pretrained_weights))
-            self.log(f"pretrained weights {self.options.pretrained_weights}: loaded {len(loaded)} tensors, "
-                     f"skipped {len(skipped)}" + "".join(f"\n  - {s}" for s in skipped))
+            report = load_pretrained_weights(self.network, Path(self.options.pretrained_weights))
+            self.log("\n".join(pretrained_report_lines(report)))
+            if self.dist.is_main:
+                save_json(report, self.output_folder / PRETRAINED_REPORT)
+                self.log(f"pretrained weights report: {self.output_folder / PRETRAINED_REPORT}")
         self.model = self.network
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -230,18 +234,20 @@ class Trainer:
             raise UnetrPPError(f"{self.output_folder}: -c given but no valid checkpoint to continue from")
         content = found.content
         self.network.load_state_dict(content["state_dict"])
-        self.optimizer.load_state_dict(content["optimizer_state_dict"])
+        if content["optimizer_state_dict"] is not None:  # None in imported released checkpoints
+            self.optimizer.load_state_dict(content["optimizer_state_dict"])
         if self.grad_scaler is not None and content["amp_grad_scaler"] is not None:
             self.grad_scaler.load_state_dict(content["amp_grad_scaler"])
         self.epoch = int(content["epoch"])
         self.plot_stuff = {k: list(v) for k, v in content["plot_stuff"].items()}
         self.best_stuff = dict(content["best_stuff"])
         rng = content["rng_state"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if rng.get("cuda") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+            if rng.get("cuda") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state_all(rng["cuda"])
         self.log(f"continuing from {found.path.name} at epoch {self.epoch}")
 
     # ----- steps -----
