@@ -9,9 +9,12 @@ import torch
 
 from unetr_pp.inference.models import DEFAULT_CHECKPOINT, load_trained_model, trained_model_folder
 from unetr_pp.inference.predictor import PredictionOptions, predict_folder
+from unetr_pp.inference.runtime import onnxruntime_model, require_onnxruntime
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, resolve_task, results_folder
 from unetr_pp.utilities.errors import cli_main, problems_error
 from unetr_pp.utilities.memory import keep_freed_memory
+
+BACKENDS = ("torch", "onnxruntime")
 
 
 def _fold(value: str) -> str:
@@ -51,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="predict cases whose output already exists")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default cuda when available)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="runs the network forward: torch (default) or onnxruntime (each fold exported to ONNX once, "
+                        "cached as fold_<k>/<checkpoint>.onnx; needs the deploy extra)")
     p.add_argument("--accumulate", choices=("auto", "device", "cpu"), default="auto",
                    help="where blended logits are kept: auto = on the device when it has room (default)")
     p.add_argument("-npp", "--num_processes_preprocessing", type=int, default=2,
@@ -72,11 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_probabilities=args.save_probabilities, overwrite=args.overwrite,
         num_processes_preprocessing=args.num_processes_preprocessing, num_processes_export=args.num_processes_export,
     )
+    if args.backend == "onnxruntime":
+        require_onnxruntime()
     task = resolve_task(args.task, [results_folder() / args.configuration])
     folder = trained_model_folder(task, args.trainer, args.configuration, args.plans_identifier)
     model = load_trained_model(folder, args.folds, args.checkpoint, args.device)
-    print(f"{model.network_name} from {folder}, folds {' '.join(model.folds)}, step {step_size:g}, "
-          f"TTA {'off' if not options.mirror_axes else 'axes ' + str(list(options.mirror_axes))}, device {args.device}")
+    if args.backend == "onnxruntime":
+        model = onnxruntime_model(model, args.checkpoint, args.device)
+    tta = "off" if not options.mirror_axes else f"axes {list(options.mirror_axes)}"
+    print(f"{model.network_name} from {folder}, folds {' '.join(model.folds)}, step {step_size:g}, TTA {tta}, "
+          f"device {args.device}, backend {args.backend}")
     report = predict_folder(args.input, args.output, model, options, args.device)
     print(f"wrote {len(report.written)} case(s) to {args.output}", end="")
     if report.skipped:

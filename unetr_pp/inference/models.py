@@ -9,6 +9,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from unetr_pp.inference.sliding_window import Network
 from unetr_pp.networks import build_network as registry_build
 from unetr_pp.networks.official import layout_problems, read_checkpoint_state_dict, strip_module_prefix
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, results_folder
@@ -26,7 +27,7 @@ class TrainedModel:
 
     folder: Path
     folds: list[str]
-    networks: list[nn.Module]
+    networks: list[Network]
     plans: dict
     configuration: str
     network_name: str
