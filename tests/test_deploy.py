@@ -17,7 +17,15 @@ from test_networks import tiny_config
 from unetr_pp.cli.export import main as export_main
 from unetr_pp.cli.predict import main as predict_main
 from unetr_pp.inference import predictor
-from unetr_pp.inference.deploy import FORMATS, IO_FILE, PLANS_FILE, export_network, load_exported
+from unetr_pp.inference.deploy import (
+    FORMATS,
+    IO_FILE,
+    PLANS_FILE,
+    export_network,
+    load_exported,
+    load_exported_model,
+)
+from unetr_pp.inference.predictor import PredictionOptions, predict_folder
 from unetr_pp.io import Geometry, read_image, write_image
 from unetr_pp.networks import NETWORK_NAMES, build_network
 from unetr_pp.utilities.errors import UnetrPPError
@@ -225,7 +233,7 @@ def identity_preprocess(case_id, images, plans, configuration):
                   "use_nonzero_mask": False}
 
 
-def test_onnxruntime_backend_predicts_what_torch_predicts(env_folders, tmp_path, monkeypatch, capsys):
+def test_onnxruntime_backend_and_exported_folder_predict_what_torch_predicts(env_folders, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(predictor, "preprocess_case", identity_preprocess)
     write_trained(env_folders["RESULTS_FOLDER"])
     (tmp_path / "in").mkdir()
@@ -257,3 +265,12 @@ def test_onnxruntime_backend_predicts_what_torch_predicts(env_folders, tmp_path,
     (tmp_path / "onnxruntime" / "a.nii.gz").unlink()
     assert predict("onnxruntime") == 0
     assert cache.stat().st_mtime_ns == written
+
+    assert export_main(export_args(tmp_path / "exported", "torchscript")) == 0
+    model = load_exported_model(tmp_path / "exported")
+    assert model.folds == ["0", "1"] and model.network_name == "nnunet"
+    options = PredictionOptions(mirror_axes=(1, 2), num_processes_preprocessing=0, num_processes_export=0)
+    assert predict_folder(tmp_path / "in", tmp_path / "from_export", model, options).failed == {}
+    for case_id in ("a", "b"):
+        np.testing.assert_array_equal(read_image(tmp_path / "from_export" / f"{case_id}.nii.gz")[0],
+                                      read_image(tmp_path / "torch" / f"{case_id}.nii.gz")[0])

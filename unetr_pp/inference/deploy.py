@@ -25,7 +25,7 @@ from tqdm import tqdm
 from unetr_pp.inference.models import TrainedModel
 from unetr_pp.inference.sliding_window import Network
 from unetr_pp.utilities.errors import UnetrPPError
-from unetr_pp.utilities.files import atomic_path, save_json
+from unetr_pp.utilities.files import atomic_path, load_json, save_json
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17
@@ -217,3 +217,15 @@ def export_trained_model(model: TrainedModel, output: str | os.PathLike, fmt: st
             shutil.rmtree(staging)
     return description
 
+
+
+def load_exported_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> TrainedModel:
+    """An `unetr_pp_export` folder as a TrainedModel (onnxruntime or TorchScript per fold) for `predict_folder`."""
+    folder = Path(folder)
+    description, plans = load_json(folder / IO_FILE), load_json(folder / PLANS_FILE)
+    missing = [str(folder / rel) for rel in description.get("folds", {}).values() if not (folder / rel).is_file()]
+    if missing or not description.get("folds"):
+        raise UnetrPPError(f"{folder}: incomplete export, missing {', '.join(missing) or 'the folds'}")
+    folds = list(description["folds"])
+    networks = [load_exported(folder / description["folds"][f], description["format"], device) for f in folds]
+    return TrainedModel(folder, folds, networks, plans, description["configuration"], description["network"])
