@@ -5,10 +5,12 @@ with `unetr_pp.inference.deploy.export_network` (ONNX opset 17, dynamic batch), 
 `sliding_window_logits` on one random volume twice per round: with the torch module and with
 `unetr_pp.inference.runtime.OnnxRuntimeNetwork` (what `unetr_pp_predict --backend onnxruntime` uses).
 Same process, so the same allocator for both (`keep_freed_memory`, as unetr_pp_predict applies it);
-OMP_WAIT_POLICY=PASSIVE as the CLI; onnxruntime without thread spinning as the CLI (`--ort_spinning` to allow it);
+OMP_WAIT_POLICY=PASSIVE as the CLI; onnxruntime as the CLI runs it: no thread spinning (`--ort_spinning` to allow
+it), tensors from malloc, not its arena (`--ort_arena`);
 the same number of threads for both. Runs are interleaved (torch, onnxruntime, torch, ...) and the medians reported.
 Usage: python bench/bench_onnx.py [--networks unetr_pp nnunet] [--shape 64 192 192] [--patch 64 128 128]
        [--step 0.5] [--sw_batch_size 2] [--repeats 2] [--threads 2] [--classes 14] [--tta] [--ort_spinning]
+       [--ort_arena]
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--classes", type=int, default=14)
     parser.add_argument("--tta", action="store_true", help="mirror TTA over the 3 axes (8x the forwards)")
     parser.add_argument("--ort_spinning", action="store_true", help="let onnxruntime's idle threads spin")
+    parser.add_argument("--ort_arena", action="store_true", help="onnxruntime's own CPU memory arena (not malloc)")
     return parser
 
 
@@ -54,7 +57,7 @@ def bench_network(name: str, args: argparse.Namespace, image: torch.Tensor, tmp:
     start = time.perf_counter()
     export_diff = export_network(net, tmp / f"{name}.onnx", "onnx", [1, *args.patch], name=name)
     export_seconds = time.perf_counter() - start
-    runtime = OnnxRuntimeNetwork(tmp / f"{name}.onnx", spinning=args.ort_spinning)
+    runtime = OnnxRuntimeNetwork(tmp / f"{name}.onnx", spinning=args.ort_spinning, arena=args.ort_arena)
     settings = SlidingWindowSettings(tuple(args.patch), args.step, args.sw_batch_size,
                                      mirror_axes=(0, 1, 2) if args.tta else ())
     (t_torch, c_torch, out_torch), (t_ort, c_ort, out_ort) = _time_interleaved(
@@ -77,7 +80,7 @@ def main() -> None:
     image = torch.randn(1, *args.shape, generator=torch.Generator().manual_seed(0))
     print(f"volume {args.shape}, patch {args.patch}, step {args.step}, sw_batch_size {args.sw_batch_size}, "
           f"TTA {'on' if args.tta else 'off'}, {args.threads} threads, {args.classes} classes, "
-          f"onnxruntime spinning {'on' if args.ort_spinning else 'off'}")
+          f"onnxruntime spinning {'on' if args.ort_spinning else 'off'}, arena {'on' if args.ort_arena else 'off'}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.networks:
             bench_network(name, args, image, Path(tmp))

@@ -6,6 +6,7 @@ traced with a batch of 1), and `unetr_pp_predict --backend torch` for the onnxru
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import numpy as np
@@ -274,3 +275,8 @@ def test_onnxruntime_backend_and_exported_folder_predict_what_torch_predicts(env
     for case_id in ("a", "b"):
         np.testing.assert_array_equal(read_image(tmp_path / "from_export" / f"{case_id}.nii.gz")[0],
                                       read_image(tmp_path / "torch" / f"{case_id}.nii.gz")[0])
+
+
+def test_export_module_runs_as_a_script():
+    out = subprocess.run([sys.executable, "-m", "unetr_pp.cli.export", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--format" in out.stdout and "--opset" in out.stdout

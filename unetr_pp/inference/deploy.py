@@ -84,7 +84,7 @@ def _export_onnx(network: nn.Module, example: torch.Tensor, path: Path, opset: i
         onnx.checker.check_model(str(path))
     except Exception as err:
         raise UnetrPPError(f"network {name!r} cannot be exported to ONNX at opset {opset}: {_first_line(err)} "
-                           "(try a higher --opset or --format torchscript)") from None
+                           "(try unetr_pp_export with a higher --opset, or --format torchscript)") from None
 
 
 def _export_torchscript(network: nn.Module, example: torch.Tensor, path: Path, name: str) -> None:
@@ -128,7 +128,11 @@ def export_network(network: nn.Module, path: str | os.PathLike, fmt: str, input_
             _export_torchscript(network, example, tmp, name)
         with torch.inference_mode():
             expected = network(check)
-            got = load_exported(tmp, fmt)(check)
+            try:
+                got = load_exported(tmp, fmt)(check)
+            except Exception as err:
+                raise UnetrPPError(f"network {name!r} was exported as {fmt} but the export does not run: "
+                                   f"{_first_line(err)}") from None
     return float((got - expected).abs().max())
 
 

@@ -30,12 +30,16 @@ class OnnxRuntimeNetwork:
 
     CPU execution provider; CUDA first when `device` is CUDA and onnxruntime has that provider. Intra-op
     threads = torch's thread count; idle threads sleep instead of spinning (as OMP_WAIT_POLICY=PASSIVE does
-    for torch in the CLI), so other work on the cores is not slowed.
+    for torch in the CLI), so other work on the cores is not slowed. Without `arena`, CPU tensors come from the
+    process's malloc as torch's do (so `keep_freed_memory` applies to both) instead of onnxruntime's arena,
+    which grows in powers of two and held 7 GB where torch needed 3 (docs/benchmarks.md, "ONNX Runtime").
     """
 
-    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu", spinning: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu", spinning: bool = False,
+                 arena: bool = False) -> None:
         ort = require_deploy("onnxruntime")
         options = ort.SessionOptions()
+        options.enable_cpu_mem_arena = arena
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
