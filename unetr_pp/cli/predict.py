@@ -86,8 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.backend == "onnxruntime":
         model = onnxruntime_model(model, args.checkpoint, args.device)
     tta = "off" if not options.mirror_axes else f"axes {list(options.mirror_axes)}"
+    backend = args.backend if args.backend == "torch" else f"onnxruntime ({model.networks[0].providers[0]})"
     print(f"{model.network_name} from {folder}, folds {' '.join(model.folds)}, step {step_size:g}, TTA {tta}, "
-          f"device {args.device}, backend {args.backend}")
+          f"device {args.device}, backend {backend}")
     report = predict_folder(args.input, args.output, model, options, args.device)
     print(f"wrote {len(report.written)} case(s) to {args.output}", end="")
     if report.skipped:
