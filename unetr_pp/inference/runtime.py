@@ -31,8 +31,9 @@ class OnnxRuntimeNetwork:
     CPU execution provider; CUDA first when `device` is CUDA and onnxruntime has that provider. Intra-op
     threads = torch's thread count; idle threads sleep instead of spinning (as OMP_WAIT_POLICY=PASSIVE does
     for torch in the CLI), so other work on the cores is not slowed. Without `arena`, CPU tensors come from the
-    process's malloc as torch's do (so `keep_freed_memory` applies to both) instead of onnxruntime's arena,
-    which grows in powers of two and held 7 GB where torch needed 3 (docs/benchmarks.md, "ONNX Runtime").
+    process's malloc as torch's do (so `keep_freed_memory` applies to both) instead of onnxruntime's arena:
+    with the arena, a process running both on the nnU-Net UNet grew past 7 GB, without it peaked at 5.2 GB
+    (docs/benchmarks.md, "ONNX Runtime").
     """
 
     def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu", spinning: bool = False,
