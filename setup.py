@@ -27,7 +27,9 @@ setup(
         "einops>=0.6",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "onnx>=1.16", "onnxruntime>=1.17"],
+        # unetr_pp_export --format onnx and unetr_pp_predict --backend onnxruntime
+        "deploy": ["onnx>=1.16", "onnxruntime>=1.17"],
         # peers of bench/ without nnunetv2 itself, whose requirements pull torchvision (see bench/README.md)
         "bench": ["surface-distance>=0.1", "acvl-utils==0.2.6", "batchgeneratorsv2==0.3.6", "blosc2", "seaborn",
                   "yacs", "scikit-learn", "pandas", "dicom2nifti", "tifffile", "imagecodecs", "graphviz"],
@@ -39,6 +41,7 @@ setup(
             "unetr_pp_plan_and_preprocess=unetr_pp.cli.plan_and_preprocess:main",
             "unetr_pp_train=unetr_pp.cli.train:main",
             "unetr_pp_predict=unetr_pp.cli.predict:main",
+            "unetr_pp_export=unetr_pp.cli.export:main",
             "unetr_pp_evaluate=unetr_pp.cli.evaluate:main",
             "unetr_pp_model_summary=unetr_pp.cli.model_summary:main",
             "unetr_pp_compare=unetr_pp.cli.compare:main",

@@ -8,13 +8,16 @@ from typing import Sequence
 import torch
 
 from unetr_pp.evaluation.previews import write_previews
-from unetr_pp.inference.models import DEFAULT_CHECKPOINT, load_trained_model, trained_model_folder
-from unetr_pp.inference.predictor import PredictionOptions, predict_folder
-from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, resolve_task, results_folder
-from unetr_pp.inference.postprocessing import POSTPROCESSING_FILE, read_postprocessing
 from unetr_pp.inference.label_map import parse_label_map
+from unetr_pp.inference.models import DEFAULT_CHECKPOINT, load_trained_model, trained_model_folder
+from unetr_pp.inference.postprocessing import POSTPROCESSING_FILE, read_postprocessing
+from unetr_pp.inference.predictor import PredictionOptions, predict_folder
+from unetr_pp.inference.runtime import onnxruntime_model, require_onnxruntime
+from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, resolve_task, results_folder
 from unetr_pp.utilities.errors import cli_main, problems_error
 from unetr_pp.utilities.memory import keep_freed_memory
+
+BACKENDS = ("torch", "onnxruntime")
 
 
 def _fold(value: str) -> str:
@@ -62,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "image through the middle of the predicted foreground")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default cuda when available)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="runs the network forward: torch (default) or onnxruntime (each fold exported to ONNX once, "
+                        "cached as fold_<k>/<checkpoint>.onnx; needs the deploy extra)")
     p.add_argument("--accumulate", choices=("auto", "device", "cpu"), default="auto",
                    help="where blended logits are kept: auto = on the device when it has room (default)")
     p.add_argument("-npp", "--num_processes_preprocessing", type=int, default=2,
@@ -88,9 +94,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_processes_preprocessing=args.num_processes_preprocessing, num_processes_export=args.num_processes_export,
         postprocessing=steps, label_map=parse_label_map(args.label_map) if args.label_map else None,
     )
+    if args.backend == "onnxruntime":
+        require_onnxruntime()
     model = load_trained_model(folder, args.folds, args.checkpoint, args.device)
-    print(f"{model.network_name} from {folder}, folds {' '.join(model.folds)}, step {step_size:g}, "
-          f"TTA {'off' if not options.mirror_axes else 'axes ' + str(list(options.mirror_axes))}, device {args.device}")
+    if args.backend == "onnxruntime":
+        model = onnxruntime_model(model, args.checkpoint, args.device)
+    tta = "off" if not options.mirror_axes else f"axes {list(options.mirror_axes)}"
+    backend = args.backend if args.backend == "torch" else f"onnxruntime ({model.networks[0].providers[0]})"
+    print(f"{model.network_name} from {folder}, folds {' '.join(model.folds)}, step {step_size:g}, TTA {tta}, "
+          f"device {args.device}, backend {backend}")
     if rule.is_file():
         print(f"postprocessing ({rule}): " + ("skipped (--no_postprocessing)" if args.no_postprocessing else
               "; ".join(f"largest component of {list(ids)}" for ids in steps) or "none (no step improved the CV)"))

@@ -9,6 +9,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from unetr_pp.inference.sliding_window import Network
 from unetr_pp.io.plans import Configuration, Plans
 from unetr_pp.networks import build_network as registry_build
 from unetr_pp.networks.official import layout_problems, read_checkpoint_state_dict, strip_module_prefix
@@ -28,7 +29,7 @@ class TrainedModel:
 
     folder: Path
     folds: list[str]
-    networks: list[nn.Module]
+    networks: list[Network]
     plans: Plans
     configuration: str
     network_name: str

@@ -15,17 +15,16 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from unetr_pp.inference.export import export_prediction
 from unetr_pp.inference.inputs import InputCase, list_input_cases
 from unetr_pp.inference.models import TrainedModel
-from unetr_pp.inference.sliding_window import SlidingWindowSettings, predict_probabilities
+from unetr_pp.inference.label_map import LabelMap
+from unetr_pp.inference.postprocessing import Step
+from unetr_pp.inference.sliding_window import Network, SlidingWindowSettings, predict_probabilities
 from unetr_pp.io.plans import Plans
 from unetr_pp.preprocessing.preprocessed_data import preprocess_case_for_inference
-from unetr_pp.inference.postprocessing import Step
-from unetr_pp.inference.label_map import LabelMap
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import check_writable_dir
 from unetr_pp.utilities.parallel import spawn_pool
@@ -65,7 +64,7 @@ class FolderReport:
     failed: dict[str, str]
 
 
-def predict_preprocessed_case(networks: Sequence[nn.Module], data: np.ndarray, plans: Plans, configuration: str,
+def predict_preprocessed_case(networks: Sequence[Network], data: np.ndarray, plans: Plans, configuration: str,
                               options: PredictionOptions = PredictionOptions(),
                               device: torch.device | str = "cpu") -> np.ndarray:
     """Preprocessed (C, z, y, x) -> ensemble probabilities (K, z, y, x) float32 with the plans' patch size."""

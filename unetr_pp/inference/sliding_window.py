@@ -11,13 +11,16 @@ import functools
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from unetr_pp.utilities.errors import UnetrPPError
+
+# a torch module or any callable (B, C, *patch) float32 -> (B, K, *patch) logits, e.g. an onnxruntime session
+Network = Callable[[torch.Tensor], torch.Tensor]
 
 ACCUMULATE_CHOICES = ("auto", "device", "cpu")
 # Fraction of the free device memory the accumulators may take when accumulate="auto".
@@ -98,7 +101,7 @@ def _mirror_combinations(axes: Sequence[int]) -> list[tuple[int, ...]]:
     return [c for r in range(len(dims) + 1) for c in itertools.combinations(dims, r)]
 
 
-def _forward(network: nn.Module, batch: torch.Tensor, mirrors: list[tuple[int, ...]]) -> torch.Tensor:
+def _forward(network: Network, batch: torch.Tensor, mirrors: list[tuple[int, ...]]) -> torch.Tensor:
     """Mean logits over the mirror combinations: (B, C, *patch) -> (B, K, *patch) float32."""
     total = None
     for dims in mirrors:
@@ -132,7 +135,7 @@ def _window_batches(starts: list[list[int]], patch: Sequence[int],
 
 
 @torch.inference_mode()
-def sliding_window_logits(network: nn.Module, data: np.ndarray | torch.Tensor, settings: SlidingWindowSettings,
+def sliding_window_logits(network: Network, data: np.ndarray | torch.Tensor, settings: SlidingWindowSettings,
                           device: torch.device | str = "cpu") -> torch.Tensor:
     """Blended logits of one network: (C, z, y, x) -> (K, z, y, x) float32 (on the accumulation device)."""
     device = torch.device(device)
@@ -144,7 +147,8 @@ def sliding_window_logits(network: nn.Module, data: np.ndarray | torch.Tensor, s
     spatial = tuple(image.shape[1:])
     starts = window_starts(spatial, patch, settings.step_size)
     mirrors = _mirror_combinations(settings.mirror_axes)
-    network.eval()
+    if isinstance(network, nn.Module):
+        network.eval()
     image = image.to(device)
     gaussian = torch.tensor(gaussian_importance_map(patch, settings.sigma_scale))
     logits = weights = None
@@ -165,7 +169,7 @@ def sliding_window_logits(network: nn.Module, data: np.ndarray | torch.Tensor, s
 
 
 @torch.inference_mode()
-def predict_probabilities(networks: Sequence[nn.Module], data: np.ndarray | torch.Tensor,
+def predict_probabilities(networks: Sequence[Network], data: np.ndarray | torch.Tensor,
                           settings: SlidingWindowSettings, device: torch.device | str = "cpu", regions: bool = False,
                           dtype: np.dtype = np.float32) -> np.ndarray:
     """Ensemble probabilities: (C, z, y, x) -> (K, z, y, x) mean over networks of softmax (sigmoid if regions)."""

@@ -49,8 +49,12 @@ class SelfAttention(nn.Module):
 
 
 def channels_last_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a LayerNorm over the channels of (B, C, *s): (B, C, *s) -> (B, C, *s)."""
-    return norm(x.movedim(1, -1)).movedim(-1, 1)
+    """Apply a LayerNorm over the channels of (B, C, *s): (B, C, *s) -> (B, C, *s).
+
+    Dimensions are given as positive numbers: the ONNX exporter writes a negative one into Transpose as is,
+    which onnxruntime rejects."""
+    last = x.dim() - 1
+    return norm(x.movedim(1, last)).movedim(last, 1)
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:
