@@ -3,7 +3,6 @@ in-place import, bad input (one line, exit 2, nothing written)."""
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import pickle
 from collections import OrderedDict
@@ -19,19 +18,13 @@ from unetr_pp.training.checkpoints import find_resume_checkpoint
 from unetr_pp.training.trainers import get_trainer_class
 from unetr_pp.utilities.files import load_json
 
-REFERENCE = Path(__file__).parent / "data" / "reference"
+from reference_probe import REFERENCE, probe_module
+
 TASK = "Task002_Synapse"
 TRAINER = "unetr_pp_trainer_synapse"
 
 
-def _probe_module():
-    spec = importlib.util.spec_from_file_location("probe_weights", REFERENCE / "probe_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-probe = _probe_module()
+probe = probe_module()
 
 
 @functools.lru_cache(maxsize=2)

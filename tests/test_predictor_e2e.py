@@ -66,14 +66,18 @@ def make_raw_case(folder, case_id: str, seed: int) -> tuple[np.ndarray, Geometry
     return label, geometry
 
 
-def test_raw_cases_come_back_in_their_geometry(tmp_path, env_folders, monkeypatch, capsys):
-    pytest.importorskip("unetr_pp.preprocessing.preprocessed_data", reason="raw-case preprocessing not merged yet")
+def _intensity_fold(env_folders, monkeypatch) -> None:
+    """A fold_0 of the intensity "network" (model_best + sidecar), the registry patched to build it."""
     monkeypatch.setattr(models, "build_network", lambda name, plans_config: IntensityToLabel())
     fold = env_folders["RESULTS_FOLDER"] / "unetr_pp" / "3d_fullres" / TASK / f"{TRAINER}__unetr_pp_Plansv2.1"
     (fold / "fold_0").mkdir(parents=True)
     torch.save({"epoch": 1, "state_dict": {}}, fold / "fold_0" / "model_best.model")
     save_json({"trainer": TRAINER, "network": "intensity", "configuration": "3d_fullres", "plans": PLANS},
               fold / "fold_0" / "model_best.model.json")
+
+
+def test_raw_cases_come_back_in_their_geometry(tmp_path, env_folders, monkeypatch, capsys):
+    _intensity_fold(env_folders, monkeypatch)
     (tmp_path / "in").mkdir()
     cases = {f"case_{i}": make_raw_case(tmp_path / "in", f"case_{i}", i) for i in range(2)}
     code = main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-t", "3", "-tr", TRAINER, "-f", "0",
@@ -91,17 +95,11 @@ def test_raw_cases_come_back_in_their_geometry(tmp_path, env_folders, monkeypatc
 
 def test_preview_draws_each_prediction_and_never_fails_the_run(tmp_path, env_folders, monkeypatch, capsys):
     """--preview: <OUT>/preview/<case>.png per case; a preview that cannot be drawn is one warning, exit code 0."""
-    pytest.importorskip("unetr_pp.preprocessing.preprocessed_data", reason="raw-case preprocessing not merged yet")
     from PIL import Image
 
     from unetr_pp.evaluation import previews
 
-    monkeypatch.setattr(models, "build_network", lambda name, plans_config: IntensityToLabel())
-    fold = env_folders["RESULTS_FOLDER"] / "unetr_pp" / "3d_fullres" / TASK / f"{TRAINER}__unetr_pp_Plansv2.1"
-    (fold / "fold_0").mkdir(parents=True)
-    torch.save({"epoch": 1, "state_dict": {}}, fold / "fold_0" / "model_best.model")
-    save_json({"trainer": TRAINER, "network": "intensity", "configuration": "3d_fullres", "plans": PLANS},
-              fold / "fold_0" / "model_best.model.json")
+    _intensity_fold(env_folders, monkeypatch)
     (tmp_path / "in").mkdir()
     for i in range(2):
         make_raw_case(tmp_path / "in", f"case_{i}", i)

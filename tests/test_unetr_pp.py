@@ -1,9 +1,7 @@
 """UNETR++: official layouts and outputs (probe weights), any patch size, the build contract."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,18 +10,12 @@ from unetr_pp.networks.official import OFFICIAL_CONFIGS, build_official_unetr_pp
 from unetr_pp.networks.unetr_pp import UNETRPP, VARIANTS, build, stem_stride_from_pooling
 from unetr_pp.utilities.errors import UnetrPPError
 
-REFERENCE = Path(__file__).parent / "data" / "reference"
+from reference_probe import REFERENCE, probe_module
+
 DATASETS = ["synapse", "acdc", "lung", "tumor"]
 
 
-def _probe_module():
-    spec = importlib.util.spec_from_file_location("probe_weights", REFERENCE / "probe_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-probe = _probe_module()
+probe = probe_module()
 
 
 def layout(dataset: str) -> dict:

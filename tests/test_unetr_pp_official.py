@@ -1,10 +1,8 @@
 """Loading official UNETR++ `.model` checkpoints: mock files in the official format, prefixes, bad files."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,14 +11,7 @@ import torch
 from unetr_pp.networks.official import load_official_unetr_pp, read_checkpoint_state_dict
 from unetr_pp.utilities.errors import UnetrPPError
 
-REFERENCE = Path(__file__).parent / "data" / "reference"
-
-
-def _probe_module():
-    spec = importlib.util.spec_from_file_location("probe_weights", REFERENCE / "probe_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from reference_probe import REFERENCE, probe_module
 
 
 def official_checkpoint(state_dict: dict) -> dict:
@@ -46,7 +37,7 @@ def layout_state_dict(dataset: str) -> dict:
 
 @pytest.fixture(scope="module")
 def synapse_probe() -> dict:
-    return _probe_module().probe_state_dict(str(REFERENCE / "unetr_pp_official_synapse.json"))
+    return probe_module().probe_state_dict(str(REFERENCE / "unetr_pp_official_synapse.json"))
 
 
 @pytest.mark.parametrize("prefix", ["", "module."])
