@@ -344,3 +344,33 @@ def test_workers_end_when_the_trainer_is_killed(folder):
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in workers)
+
+
+def test_workers_started_late_hold_no_copy_of_the_trainer_heap(folder):
+    """A worker started after the trainer allocated a big heap (network, activations) is not a fork of it.
+
+    The owner touches 500 MB, then starts its workers: a forked worker would map those pages (Anonymous
+    memory >= 500 MB, turning private as the owner rewrites them); a forkserver worker holds only its own.
+    """
+    script = (
+        "import multiprocessing, sys\n"
+        "from pathlib import Path\n"
+        "import numpy as np\n"
+        "from unetr_pp.io.plans import Configuration\n"
+        "from unetr_pp.training.data import LoaderSettings, make_loaders\n"
+        f"config = Configuration.from_json('3d_fullres', {CONFIG.to_json()!r})\n"
+        f"settings = LoaderSettings({PATCH!r}, 2, num_processes=2, seed=1)\n"
+        "heap = np.ones(500 * 2 ** 20, dtype=np.uint8)\n"
+        "train, val = make_loaders(Path(sys.argv[1]), ['case_0', 'case_1'], ['case_2'], config, settings)\n"
+        "next(train), next(val)\n"
+        "heap += 1\n"
+        "pids = [p.pid for p in multiprocessing.active_children()]\n"
+        "kib = [int(line.split()[1]) for pid in pids for line in open(f'/proc/{pid}/smaps_rollup')\n"
+        "       if line.startswith('Anonymous:')]\n"
+        "print(len(pids), max(kib) // 1024)\n"
+        "train.close(), val.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    workers, largest_mib = map(int, out.stdout.split())
+    assert workers == 3 and largest_mib < 400, largest_mib

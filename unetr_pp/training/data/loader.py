@@ -10,13 +10,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
 from batchgenerators.transforms.abstract_transforms import Compose
 
 from unetr_pp.io.plans import Configuration
 from unetr_pp.preprocessing.preprocessed_data import load_case
 from unetr_pp.training.data.augmentation import sampling_patch_size, training_transforms, validation_transforms
 from unetr_pp.training.data.sampling import PatchDataLoader
+from unetr_pp.training.data.workers import ForkServerAugmenter
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
 from unetr_pp.utilities.parallel import default_workers
 
@@ -65,8 +65,9 @@ def derive_seeds(seed: int | None, rank: int, stream: int, count: int) -> list[i
 class BatchLoader:
     """Infinite iterator of batches {"data", "target" (list, one per DS scale), "keys"}; a context manager.
 
-    With `num_processes` > 0 batches come from batchgenerators' MultiThreadedAugmenter (worker processes
-    are started on the first batch and stopped by `close()`, `with`, or garbage collection); with 0 they
+    With `num_processes` > 0 batches come from batchgenerators' MultiThreadedAugmenter with workers from a
+    forkserver (`workers.ForkServerAugmenter`: never a copy of the trainer's memory; started on the first
+    batch and stopped by `close()`, `with`, or garbage collection); with 0 they
     are made in the calling process with a private RNG, so a seed gives the same batches every time.
     """
 
@@ -76,10 +77,9 @@ class BatchLoader:
         self.region_targets = region_targets
         self.pin_memory = pin_memory
         self._loader, self._transform = loader, transform
-        self._augmenter: MultiThreadedAugmenter | None = None
+        self._augmenter: ForkServerAugmenter | None = None
         if num_processes > 0:
-            self._augmenter = MultiThreadedAugmenter(loader, transform, num_processes, 4, seeds=seeds,
-                                                     pin_memory=False)
+            self._augmenter = ForkServerAugmenter(loader, transform, num_processes, 4, seeds)
             self._finalizer = weakref.finalize(self, _shutdown, self._augmenter)
         else:
             seed = seeds[0] if seeds else None
@@ -133,7 +133,7 @@ class BatchLoader:
         self.close()
 
 
-def _shutdown(augmenter: MultiThreadedAugmenter) -> None:
+def _shutdown(augmenter: ForkServerAugmenter) -> None:
     augmenter._finish()
 
 

@@ -1,6 +1,7 @@
 """Patch sampling from memory-mapped preprocessed cases (nnU-Net v1 `DataLoader3D`, foreground oversampling)."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import threading
@@ -59,12 +60,17 @@ def cut_patch(array: np.ndarray, lb: Sequence[int], patch_size: Sequence[int], p
 ORPHAN_CHECK_SECONDS = 1.0
 
 
-def _exit_when_orphaned(parent_pid: int) -> None:
-    """Worker-side watchdog: end this process once its parent is gone (e.g. the trainer was SIGKILLed).
+def _exit_when_orphaned() -> None:
+    """Worker-side watchdog: end this process once the process that started it is gone (e.g. SIGKILLed).
 
     batchgenerators' workers otherwise wait forever on their full queue for a reader that no longer exists.
+    The starting process is `multiprocessing.parent_process()` (the trainer, also when a forkserver forked
+    the worker): its sentinel becomes ready when it ends.
     """
-    while os.getppid() == parent_pid:
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    while parent.is_alive():
         time.sleep(ORPHAN_CHECK_SECONDS)
     os._exit(0)
 
@@ -93,7 +99,7 @@ class PatchDataLoader(SlimDataLoaderBase):
         random.seed(int(np.random.randint(0, 2 ** 31 - 1)))
         if os.getpid() != self.owner_pid:
             torch.set_num_threads(1)
-            threading.Thread(target=_exit_when_orphaned, args=(self.owner_pid,), daemon=True).start()
+            threading.Thread(target=_exit_when_orphaned, daemon=True).start()
 
     def generate_train_batch(self) -> dict:
         """One batch; the last `round(B * p)`-style samples are centred on foreground."""
