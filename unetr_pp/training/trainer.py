@@ -22,7 +22,8 @@ from unetr_pp.training import distributed
 from unetr_pp.training.checkpoints import (find_resume_checkpoint, load_pretrained_weights, read_checkpoint,
                                              save_checkpoint)
 from unetr_pp.training.data import LoaderSettings, fold_cases, load_or_create_splits, make_loaders
-from unetr_pp.training.losses import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, hard_counts, pseudo_dice
+from unetr_pp.training.losses import (DeepSupervisionLoss, DiceBCELoss, DiceCELoss, hard_counts, pseudo_dice,
+                                      use_batch_dice)
 from unetr_pp.training.progress import TrainingLog, empty_plot_stuff, plot_progress
 from unetr_pp.training.schedule import poly_lr, set_lr
 from unetr_pp.utilities.device import resolve_device
@@ -47,6 +48,7 @@ class TrainingOptions:
     val_disable_tta: bool = False
     optimizer: str = "sgd"
     num_processes: int | None = None
+    amp: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "iters_per_epoch", "val_iters", "save_every"):
@@ -82,6 +84,8 @@ class Trainer:
     adamw_weight_decay: ClassVar[float] = 1e-5
     grad_clip: ClassVar[float] = 12.0
     oversample_foreground_percent: ClassVar[float] = 0.33
+    amp_default: ClassVar[bool] = True
+    deep_supervision_mask_lowest: ClassVar[bool] = False
 
     def __init__(self, setup: FoldSetup, options: TrainingOptions) -> None:
         if options.optimizer not in self.optimizers:
@@ -96,7 +100,7 @@ class Trainer:
         self.regions = self.plans.is_region_task
         self.output_folder = setup.output_folder
         self.log = TrainingLog(self.output_folder if self.dist.is_main else None, echo=self.dist.is_main)
-        self.amp = self.device.type == "cuda"
+        self.amp = use_amp(self.device, options.amp, self.amp_default)
         self.epoch = 0
         self.plot_stuff = empty_plot_stuff()
         self.best_stuff: dict[str, Any] = {"best_ema": None, "best_epoch": None, "ema": None}
@@ -164,8 +168,9 @@ class Trainer:
         self.optimizer = self.configure_optimizer(self.network.parameters())
         self.grad_scaler = torch.amp.GradScaler("cuda") if self.amp else None
         scales = list(self.network.deep_supervision_scales)
-        base = DiceBCELoss() if self.regions else DiceCELoss()
-        self.loss = DeepSupervisionLoss(base, len(scales))
+        batch_dice = use_batch_dice(self.setup.configuration, list(self.plans.configurations))
+        base = DiceBCELoss(batch_dice) if self.regions else DiceCELoss(batch_dice)
+        self.loss = DeepSupervisionLoss(base, len(scales), self.deep_supervision_mask_lowest)
         if self.dist.is_main:
             for stale in self.output_folder.glob(".model_*.model.*.tmp"):
                 self.log(f"removing {stale.name}, left by an interrupted checkpoint write")
@@ -183,7 +188,9 @@ class Trainer:
         settings = LoaderSettings(
             patch_size=self.config.patch_size,
             batch_size=distributed.rank_batch_size(self.config.batch_size, self.dist),
-            deep_supervision_scales=scales, oversample_foreground_percent=self.oversample_foreground_percent,
+            deep_supervision_scales=scales,
+            oversample_foreground_percent=distributed.rank_oversample_percent(
+                self.config.batch_size, self.oversample_foreground_percent, self.dist),
             num_processes=self.options.num_processes,
             seed=self.seed + 7919 * self.epoch, rank=self.dist.rank,
             regions=self.plans.region_label_sets)
@@ -202,6 +209,7 @@ class Trainer:
         self.log(f"network parameters {params:,}; {len(self.train_ids)} training / "
                  f"{len(self.val_ids)} validation cases")
         self.log(f"loss {type(self.loss.loss).__name__} ({'sigmoid, regions' if self.regions else 'softmax, labels'}), "
+                 f"batch Dice {self.loss.loss.batch_dice}, "
                  f"deep supervision weights {[round(w, 3) for w in self.loss.weights]}")
         self.log(f"options {json.dumps(asdict(self.options), default=str)}")
         self.log(f"plans {json.dumps(self.config.to_json())}")
@@ -354,6 +362,11 @@ class Trainer:
         for loader in (getattr(self, "train_loader", None), getattr(self, "val_loader", None)):
             if loader is not None:
                 loader.close()
+
+
+def use_amp(device: torch.device, requested: bool | None, default: bool) -> bool:
+    """Mixed precision: only on CUDA; `--amp/--no_amp` when given, else the trainer's seed default."""
+    return device.type == "cuda" and (default if requested is None else requested)
 
 
 def fmt_metric(value: float | None) -> str:

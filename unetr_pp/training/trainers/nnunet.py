@@ -9,3 +9,4 @@ class NNUNetTrainer(Trainer):
 
     name = "nnunet_trainer"
     network_name = "nnunet"
+    deep_supervision_mask_lowest = True
