@@ -19,6 +19,7 @@ class UNETRPPTrainer(Trainer):
     name = "unetr_pp_trainer"
     network_name = "unetr_pp"
     amp_default = False
+    seed_recipe = "unetr_pp"
 
     def prepare_plans(self, plans: Plans, configuration: str) -> Plans:
         """Plans as given, or with this trainer's preset applied (see the module docstring)."""
