@@ -2,7 +2,7 @@
 
 The registry (`build_network`) and raw-case preprocessing land from other branches; here they are
 replaced by a 1x1x1-conv toy network and an identity preprocessor (no crop, no resampling), so the
-expected output is the argmax of the folds' mean softmax computed directly.
+expected output is the argmax of the softmax of the folds' mean logits computed directly.
 """
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def write_case(folder: Path, case_id: str, shape=(5, 11, 9), seed=0) -> np.ndarr
 def expected_labels(nets, data) -> np.ndarray:
     with torch.no_grad():
         x = torch.from_numpy(data)[None]
-        return torch.stack([torch.softmax(n(x)[0], 0) for n in nets]).mean(0).argmax(0).numpy()
+        return torch.softmax(torch.stack([n(x)[0] for n in nets]).mean(0), 0).argmax(0).numpy()
 
 
 def run(tmp_path, *extra) -> int:

@@ -201,7 +201,7 @@ def test_region_training_runs_with_sigmoid_loss(tiny_task):
     summary = load_json(folder / "validation_raw" / "summary.json")
     assert len(summary["metric_per_case"]) == 5
     log = next(folder.glob("training_log_*.txt")).read_text()
-    assert "loss DiceBCELoss (sigmoid, regions), deep supervision weights [0.571, 0.286, 0.143]" in log
+    assert "loss DiceBCELoss (sigmoid, regions), batch Dice False, deep supervision weights [0.667, 0.333, 0.0]" in log
 
 
 def test_builtin_trainers_and_optimizer_options(tmp_path):

@@ -48,6 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_every", type=int, default=1, help="write model_latest every N epochs (default 1)")
     parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
                         help="sgd (shared recipe) or adamw (lr 1e-4; UNETR, SwinUNETR and UX-Net family trainers)")
+    parser.add_argument("--recipe", default="nnunet",
+                        help="nnunet (default: the common nnU-Net/UNETR++ recipe) or seed (the architecture's own "
+                             "paper recipe; docs/training.md)")
+    parser.add_argument("--lr", type=float, help="initial learning rate (default: the recipe's / optimizer's)")
+    parser.add_argument("--lr_schedule", help="poly, warmup_cosine or constant (default: the recipe's; poly)")
+    amp = parser.add_mutually_exclusive_group()
+    amp.add_argument("--amp", dest="amp", action="store_true", default=None,
+                     help="mixed precision on CUDA (default: the trainer's seed: off for UNETR++, on otherwise)")
+    amp.add_argument("--no_amp", dest="amp", action="store_false", help="train in fp32")
     parser.add_argument("-npda", "--num_processes_da", type=int,
                         help="data augmentation worker processes "
                              "(default: env unetr_pp_n_proc_DA, else 2; 0 = in-process)")
@@ -70,13 +79,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    trainer_class = get_trainer_class(args.trainer)
-    setup = fold_setup(args.configuration, args.task, args.fold, trainer_class.name, args.plans_identifier)
     options = TrainingOptions(
         epochs=args.epochs, iters_per_epoch=args.iters_per_epoch, val_iters=args.val_iters, device=args.device,
         seed=args.seed, deterministic=args.deterministic, save_every=args.save_every,
         continue_training=args.continue_training, pretrained_weights=args.pretrained_weights,
-        val_disable_tta=args.val_disable_tta, optimizer=args.optimizer, num_processes=args.num_processes_da)
+        val_disable_tta=args.val_disable_tta, optimizer=args.optimizer, num_processes=args.num_processes_da,
+        amp=args.amp, lr=args.lr, lr_schedule=args.lr_schedule, recipe=args.recipe)
+    trainer_class = get_trainer_class(args.trainer)
+    setup = fold_setup(args.configuration, args.task, args.fold, trainer_class.name, args.plans_identifier)
     trainer = trainer_class(setup, options)
     if args.val:
         validate_trained_fold(trainer)

@@ -2,8 +2,8 @@
 
 Windows are placed as in nnU-Net (evenly spread, `step_size` = fraction of the patch between window
 starts; `overlap` = 1 - step_size as MONAI/UX-Net users know it). Logits of overlapping windows are
-blended with a Gaussian importance map; probabilities are softmax (or sigmoid for region tasks) of the
-blended logits, averaged over the networks of an ensemble.
+blended with a Gaussian importance map centred at voxel n // 2; the blended logits are averaged over the
+networks of an ensemble and probabilities are softmax (or sigmoid for region tasks) of that mean (nnU-Net v2).
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class SlidingWindowSettings:
 def _gaussian_map_cached(patch_size: tuple[int, ...], sigma_scale: float) -> np.ndarray:
     axes = []
     for n in patch_size:
-        x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+        x = np.arange(n, dtype=np.float64) - n // 2
         axes.append(np.exp(-0.5 * (x / (n * sigma_scale)) ** 2))
     gaussian = functools.reduce(np.multiply.outer, axes)
     gaussian /= gaussian.max()
@@ -66,7 +66,7 @@ def _gaussian_map_cached(patch_size: tuple[int, ...], sigma_scale: float) -> np.
 
 
 def gaussian_importance_map(patch_size: Sequence[int], sigma_scale: float = 0.125) -> np.ndarray:
-    """Gaussian weights (z, y, x) float32: sigma = patch * sigma_scale per axis, max 1 at the centre, no zeros."""
+    """Gaussian weights (z, y, x) float32: centre voxel n // 2 (nnU-Net), sigma = patch * sigma_scale, max 1, no zeros."""
     return _gaussian_map_cached(tuple(int(p) for p in patch_size), float(sigma_scale))
 
 
@@ -172,7 +172,10 @@ def sliding_window_logits(network: Network, data: np.ndarray | torch.Tensor, set
 def predict_probabilities(networks: Sequence[Network], data: np.ndarray | torch.Tensor,
                           settings: SlidingWindowSettings, device: torch.device | str = "cpu", regions: bool = False,
                           dtype: np.dtype = np.float32) -> np.ndarray:
-    """Ensemble probabilities: (C, z, y, x) -> (K, z, y, x) mean over networks of softmax (sigmoid if regions)."""
+    """Ensemble probabilities: (C, z, y, x) -> (K, z, y, x) softmax (sigmoid if regions) of the mean blended logits.
+
+    nnU-Net v2 `nnUNetPredictor`: logits are averaged over the folds, then the nonlinearity is applied once.
+    """
     if not networks:
         raise UnetrPPError("no networks given to predict with")
     if np.dtype(dtype) not in (np.float32, np.float16):
@@ -180,8 +183,8 @@ def predict_probabilities(networks: Sequence[Network], data: np.ndarray | torch.
     total = None
     for network in networks:
         logits = sliding_window_logits(network, data, settings, device)
-        probs = torch.sigmoid(logits) if regions else torch.softmax(logits, dim=0)
-        total = probs if total is None else total.add_(probs)
+        total = logits if total is None else total.add_(logits)
     if len(networks) > 1:
         total.div_(len(networks))
-    return total.cpu().numpy().astype(dtype, copy=False)
+    probs = torch.sigmoid(total) if regions else torch.softmax(total, dim=0)
+    return probs.cpu().numpy().astype(dtype, copy=False)

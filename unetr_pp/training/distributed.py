@@ -59,6 +59,26 @@ def rank_batch_size(global_batch: int, info: DistInfo) -> int:
     return global_batch // info.world_size + int(info.rank < global_batch % info.world_size)
 
 
+def rank_oversample_percent(global_batch: int, oversample_foreground_percent: float, info: DistInfo) -> float:
+    """This rank's foreground-oversampling share so the global batch is oversampled as on one process.
+
+    nnU-Net v2 `_set_batch_size_and_oversample`: the samples of the global batch are numbered across ranks
+    (rank 0 first); the last `p` of them are forced to foreground, and each rank gets the fraction of its own
+    samples that falls into that tail.
+    """
+    if not info.enabled:
+        return oversample_foreground_percent
+    sizes = [rank_batch_size(global_batch, DistInfo(r, info.world_size)) for r in range(info.world_size)]
+    low = sum(sizes[:info.rank]) / global_batch
+    high = sum(sizes[:info.rank + 1]) / global_batch
+    keep = 1 - oversample_foreground_percent
+    if high < keep:
+        return 0.0
+    if low > keep:
+        return 1.0
+    return 1 - (keep - low) / (high - low)
+
+
 def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum of `tensor` over all ranks (the tensor itself on a single process)."""
     if info.enabled:

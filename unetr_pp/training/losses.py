@@ -54,19 +54,31 @@ class DiceBCELoss(nn.Module):
         return self.bce(logits.float(), target) - dice
 
 
-def deep_supervision_weights(n_outputs: int) -> list[float]:
-    """1/2^i for each output, normalised to sum 1 (3 outputs -> [0.571, 0.286, 0.143])."""
+def deep_supervision_weights(n_outputs: int, mask_lowest: bool = False) -> list[float]:
+    """1/2^i for each output, normalised to sum 1 (3 outputs -> [0.571, 0.286, 0.143]).
+
+    `mask_lowest`: nnU-Net's rule, the lowest-resolution output gets weight 0 (5 outputs ->
+    [0.533, 0.267, 0.133, 0.067, 0]); the UNETR++ trainers leave it out.
+    """
     raw = [1.0 / 2 ** i for i in range(n_outputs)]
+    if mask_lowest and n_outputs > 1:
+        raw[-1] = 0.0
     return [w / sum(raw) for w in raw]
+
+
+def use_batch_dice(configuration: str, configurations: Sequence[str]) -> bool:
+    """nnU-Net v1 `default_configuration`: batch Dice for 2d, or when the plans have a 3d_lowres stage
+    (more than one stage), never for 3d_lowres itself."""
+    return configuration != "3d_lowres" and (configuration == "2d" or "3d_lowres" in configurations)
 
 
 class DeepSupervisionLoss(nn.Module):
     """Weighted sum of `loss` over (outputs, targets) pairs, full resolution first."""
 
-    def __init__(self, loss: nn.Module, n_outputs: int) -> None:
+    def __init__(self, loss: nn.Module, n_outputs: int, mask_lowest: bool = False) -> None:
         super().__init__()
         self.loss = loss
-        self.weights = deep_supervision_weights(n_outputs)
+        self.weights = deep_supervision_weights(n_outputs, mask_lowest)
 
     def forward(self, outputs: Sequence[torch.Tensor] | torch.Tensor,
                 targets: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -75,7 +87,7 @@ class DeepSupervisionLoss(nn.Module):
             return self.loss(outputs, targets[0])
         if len(outputs) != len(targets):
             raise ValueError(f"{len(outputs)} network outputs but {len(targets)} deep supervision targets")
-        return sum(w * self.loss(o, t) for w, o, t in zip(self.weights, outputs, targets))
+        return sum(w * self.loss(o, t) for w, o, t in zip(self.weights, outputs, targets) if w > 0)
 
 
 def hard_counts(logits: torch.Tensor, target: torch.Tensor, regions: bool) -> torch.Tensor:

@@ -22,9 +22,11 @@ from unetr_pp.training import distributed
 from unetr_pp.training.checkpoints import (find_resume_checkpoint, load_pretrained_weights, pretrained_report_lines,
                                              read_checkpoint, save_checkpoint)
 from unetr_pp.training.data import LoaderSettings, fold_cases, load_or_create_splits, make_loaders
-from unetr_pp.training.losses import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, hard_counts, pseudo_dice
+from unetr_pp.training.losses import hard_counts, pseudo_dice
 from unetr_pp.training.progress import TrainingLog, empty_plot_stuff, plot_progress
-from unetr_pp.training.schedule import poly_lr, set_lr
+from unetr_pp.training.recipe_hooks import monai_augmenter, recipe_loss
+from unetr_pp.training.recipes import RECIPE_CHOICES, check_schedule, resolve_recipe
+from unetr_pp.training.schedule import lr_at, set_lr
 from unetr_pp.utilities.device import resolve_device
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import save_json
@@ -49,11 +51,21 @@ class TrainingOptions:
     val_disable_tta: bool = False
     optimizer: str = "sgd"
     num_processes: int | None = None
+    amp: bool | None = None
+    lr: float | None = None
+    lr_schedule: str | None = None
+    recipe: str = "nnunet"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "iters_per_epoch", "val_iters", "save_every"):
             if int(getattr(self, name)) < 1:
                 raise UnetrPPError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr is not None and not self.lr > 0:
+            raise UnetrPPError(f"--lr must be a number > 0, got {self.lr}")
+        if self.lr_schedule is not None:
+            check_schedule(self.lr_schedule)
+        if self.recipe not in RECIPE_CHOICES:
+            raise UnetrPPError(f"--recipe {self.recipe!r}: allowed values are {', '.join(RECIPE_CHOICES)}")
 
 
 @dataclass
@@ -84,9 +96,12 @@ class Trainer:
     adamw_weight_decay: ClassVar[float] = 1e-5
     grad_clip: ClassVar[float] = 12.0
     oversample_foreground_percent: ClassVar[float] = 0.33
+    amp_default: ClassVar[bool] = True
+    deep_supervision_mask_lowest: ClassVar[bool] = False
+    seed_recipe: ClassVar[str | None] = None
 
     def __init__(self, setup: FoldSetup, options: TrainingOptions) -> None:
-        if options.optimizer not in self.optimizers:
+        if options.recipe == "nnunet" and options.optimizer not in self.optimizers:
             raise UnetrPPError(f"trainer {self.name} supports --optimizer {' / '.join(self.optimizers)}, "
                                f"not {options.optimizer!r}")
         self.options = options
@@ -98,7 +113,9 @@ class Trainer:
         self.regions = self.plans.is_region_task
         self.output_folder = setup.output_folder
         self.log = TrainingLog(self.output_folder if self.dist.is_main else None, echo=self.dist.is_main)
-        self.amp = self.device.type == "cuda"
+        self.recipe = resolve_recipe(options.recipe, self.seed_recipe, self.name, self.regions)
+        self.seed_run = options.recipe == "seed"
+        self.amp = use_amp(self.device, options.amp, self.recipe.amp if self.seed_run else self.amp_default)
         self.epoch = 0
         self.plot_stuff = empty_plot_stuff()
         self.best_stuff: dict[str, Any] = {"best_ema": None, "best_epoch": None, "ema": None}
@@ -111,19 +128,52 @@ class Trainer:
 
     def build_network(self) -> nn.Module:
         """The registry network `network_name` for this configuration, deep supervision on."""
-        return build_network(self.network_name, self.config, deep_supervision=True)
+        return build_network(self.network_name, self.config, deep_supervision=self.recipe.deep_supervision)
 
     def configure_optimizer(self, parameters) -> torch.optim.Optimizer:
-        """SGD lr 1e-2, Nesterov momentum 0.99, weight decay 3e-5 (or AdamW where the trainer offers it)."""
-        if self.options.optimizer == "adamw":
-            return torch.optim.AdamW(parameters, lr=self.adamw_lr, weight_decay=self.adamw_weight_decay)
-        return torch.optim.SGD(parameters, lr=self.initial_lr, momentum=self.momentum, nesterov=True,
+        """SGD lr 1e-2, Nesterov momentum 0.99, weight decay 3e-5 (or AdamW where the trainer offers it);
+        `--recipe seed`: the seed recipe's optimizer and weight decay. `--lr` replaces the learning rate."""
+        if self.seed_run and self.recipe.optimizer == "adamw":
+            return torch.optim.AdamW(parameters, lr=self.base_lr, weight_decay=self.recipe.weight_decay)
+        if not self.seed_run and self.options.optimizer == "adamw":
+            return torch.optim.AdamW(parameters, lr=self.base_lr, weight_decay=self.adamw_weight_decay)
+        return torch.optim.SGD(parameters, lr=self.base_lr, momentum=self.momentum, nesterov=True,
                                weight_decay=self.weight_decay)
 
     @property
     def base_lr(self) -> float:
-        """Learning rate at epoch 0 of the chosen optimizer."""
+        """Learning rate at epoch 0: `--lr`, else the seed recipe's, else the chosen optimizer's."""
+        if self.options.lr is not None:
+            return self.options.lr
+        if self.seed_run:
+            return self.recipe.lr
         return self.adamw_lr if self.options.optimizer == "adamw" else self.initial_lr
+
+    @property
+    def lr_schedule(self) -> str:
+        """`--lr_schedule`, else the recipe's (poly for the common recipe)."""
+        return self.options.lr_schedule or self.recipe.schedule
+
+    @property
+    def global_batch_size(self) -> int:
+        """The plans' batch size, or the seed recipe's crops per volume (batch 1 volume x N crops)."""
+        crops = self.recipe.crops_per_volume if self.seed_run else None
+        return crops or self.config.batch_size
+
+    @property
+    def recipe_oversample(self) -> float:
+        """Foreground share of a batch: the trainer's (0.33) or the seed recipe's (MONAI pos=1, neg=1: 0.5)."""
+        return self.recipe.oversample_foreground_percent if self.seed_run else self.oversample_foreground_percent
+
+    def build_loss(self, n_outputs: int) -> nn.Module:
+        """The recipe's loss, wrapped for deep supervision (nnU-Net batch-Dice rule and DS mask)."""
+        return recipe_loss(self.recipe, self.regions, self.setup.configuration, list(self.plans.configurations),
+                           n_outputs, self.deep_supervision_mask_lowest and not self.seed_run)
+
+    def _clip(self) -> None:
+        clip = self.recipe.grad_clip if self.seed_run else self.grad_clip
+        if clip is not None:
+            nn.utils.clip_grad_norm_(self.network.parameters(), clip)
 
     # ----- setup -----
     def _seed(self) -> int:
@@ -165,9 +215,8 @@ class Trainer:
         self._prepare_fold()
         self.optimizer = self.configure_optimizer(self.network.parameters())
         self.grad_scaler = torch.amp.GradScaler("cuda") if self.amp else None
-        scales = list(self.network.deep_supervision_scales)
-        base = DiceBCELoss() if self.regions else DiceCELoss()
-        self.loss = DeepSupervisionLoss(base, len(scales))
+        scales = list(self.network.deep_supervision_scales) if self.recipe.deep_supervision else [(1.0, 1.0, 1.0)]
+        self.loss = self.build_loss(len(scales))
         if self.dist.is_main:
             for stale in self.output_folder.glob(".model_*.model.*.tmp"):
                 self.log(f"removing {stale.name}, left by an interrupted checkpoint write")
@@ -186,13 +235,17 @@ class Trainer:
             self.model = DistributedDataParallel(self.network, device_ids=ids)
         settings = LoaderSettings(
             patch_size=self.config.patch_size,
-            batch_size=distributed.rank_batch_size(self.config.batch_size, self.dist),
-            deep_supervision_scales=scales, oversample_foreground_percent=self.oversample_foreground_percent,
+            batch_size=distributed.rank_batch_size(self.global_batch_size, self.dist),
+            deep_supervision_scales=scales,
+            oversample_foreground_percent=distributed.rank_oversample_percent(
+                self.global_batch_size, self.recipe_oversample, self.dist),
+            augmentation="nnunet" if self.recipe.augmentation == "nnunet" else "none",
             num_processes=self.options.num_processes,
             seed=self.seed + 7919 * self.epoch, rank=self.dist.rank,
             regions=self.plans.region_label_sets)
         self.train_loader, self.val_loader = make_loaders(self.setup.data_folder, self.train_ids, self.val_ids,
                                                           self.config, settings)
+        self.augment = monai_augmenter(self.recipe, self.seed, self.dist.rank)
         self._log_setup(settings)
 
     def _log_setup(self, settings: LoaderSettings) -> None:
@@ -201,11 +254,13 @@ class Trainer:
                  f"configuration {self.setup.configuration}, plans {self.setup.plans_identifier}")
         self.log(f"device {self.device}, AMP {self.amp}, processes {self.dist.world_size}, seed {self.seed}, "
                  f"deterministic {self.options.deterministic}, optimizer {self.options.optimizer} lr {self.base_lr}")
-        self.log(f"patch {list(settings.patch_size)}, batch {self.config.batch_size} "
+        self.log(f"recipe {self.recipe.name} ({self.recipe.source}), lr schedule {self.lr_schedule}")
+        self.log(f"patch {list(settings.patch_size)}, batch {self.global_batch_size} "
                  f"({settings.batch_size} per process), deep supervision scales {settings.deep_supervision_scales}")
         self.log(f"network parameters {params:,}; {len(self.train_ids)} training / "
                  f"{len(self.val_ids)} validation cases")
         self.log(f"loss {type(self.loss.loss).__name__} ({'sigmoid, regions' if self.regions else 'softmax, labels'}), "
+                 f"batch Dice {getattr(self.loss.loss, 'batch_dice', False)}, "
                  f"deep supervision weights {[round(w, 3) for w in self.loss.weights]}")
         self.log(f"options {json.dumps(asdict(self.options), default=str)}")
         self.log(f"plans {json.dumps(self.config.to_json())}")
@@ -257,19 +312,19 @@ class Trainer:
 
     def train_step(self, batch: dict) -> float:
         """One optimizer step on a batch -> loss value."""
-        data, targets = self._to_device(batch)
+        data, targets = self._to_device(self.augment(batch) if self.augment else batch)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, enabled=self.amp):
             loss = self.loss(self.model(data), targets)
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
             self.grad_scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
+            self._clip()
             self.grad_scaler.step(self.optimizer)
             self.grad_scaler.update()
         else:
             loss.backward()
-            nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
+            self._clip()
             self.optimizer.step()
         return float(loss.detach())
 
@@ -294,7 +349,7 @@ class Trainer:
     def run_epoch(self) -> None:
         """Train `iters_per_epoch` steps, validate `val_iters` batches, update history/EMA, save checkpoints."""
         start = time.time()
-        lr = poly_lr(self.epoch, self.options.epochs, self.base_lr)
+        lr = lr_at(self.lr_schedule, self.epoch, self.options.epochs, self.base_lr, self.recipe.warmup_epochs)
         set_lr(self.optimizer, lr)
         self.model.train()
         bar = tqdm(range(self.options.iters_per_epoch), desc=f"epoch {self.epoch}", unit="it",
@@ -360,6 +415,11 @@ class Trainer:
         for loader in (getattr(self, "train_loader", None), getattr(self, "val_loader", None)):
             if loader is not None:
                 loader.close()
+
+
+def use_amp(device: torch.device, requested: bool | None, default: bool) -> bool:
+    """Mixed precision: only on CUDA; `--amp/--no_amp` when given, else the trainer's seed default."""
+    return device.type == "cuda" and (default if requested is None else requested)
 
 
 def fmt_metric(value: float | None) -> str:

@@ -38,6 +38,7 @@ class LoaderSettings:
     regions: list[list[int]] | None = None
     mirror_axes: tuple[int, ...] = (0, 1, 2)
     rank: int = 0  # DDP rank: ranks draw different patches/augmentations from the same base seed
+    augmentation: str = "nnunet"  # "none": patches as sampled (a seed recipe augments them itself)
 
 
 def default_num_processes() -> int:
@@ -154,6 +155,8 @@ def _check_settings(settings: LoaderSettings) -> None:
             problems.append(f"deep supervision scale {scale}: expected three factors in (0, 1]")
     if settings.regions is not None and (not settings.regions or any(not r for r in settings.regions)):
         problems.append(f"regions {settings.regions}: expected a list of non-empty label lists")
+    if settings.augmentation not in ("nnunet", "none"):
+        problems.append(f"augmentation {settings.augmentation!r}: expected nnunet or none")
     if any(a not in (0, 1, 2) for a in settings.mirror_axes):
         problems.append(f"mirror_axes {settings.mirror_axes}: expected axes among 0, 1, 2")
     if problems:
@@ -202,12 +205,14 @@ def make_loaders(data_folder: Path, train_ids: Sequence[str], val_ids: Sequence[
     n_val = max(n_train // 2, 1) if n_train > 0 else 0
     pin_memory = torch.cuda.is_available()
     regions = settings.regions is not None
-    train_loader = PatchDataLoader(data_folder, train_ids, sampling_patch_size(patch), patch, settings.batch_size,
-                                   num_channels, settings.oversample_foreground_percent)
+    augment = settings.augmentation == "nnunet"
+    train_loader = PatchDataLoader(data_folder, train_ids, sampling_patch_size(patch) if augment else patch, patch,
+                                   settings.batch_size, num_channels, settings.oversample_foreground_percent)
     val_loader = PatchDataLoader(data_folder, val_ids, patch, patch, settings.batch_size, num_channels,
                                  settings.oversample_foreground_percent)
-    train_tf = training_transforms(patch, settings.mirror_axes, use_mask, settings.regions,
-                                   settings.deep_supervision_scales)
+    train_tf = (training_transforms(patch, settings.mirror_axes, use_mask, settings.regions,
+                                    settings.deep_supervision_scales) if augment
+                else validation_transforms(settings.regions, settings.deep_supervision_scales))
     val_tf = validation_transforms(settings.regions, settings.deep_supervision_scales)
     train_seeds = derive_seeds(settings.seed, settings.rank, TRAIN_STREAM, max(n_train, 1))
     val_seeds = derive_seeds(settings.seed, settings.rank, VAL_STREAM, max(n_val, 1))

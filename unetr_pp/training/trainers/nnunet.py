@@ -9,3 +9,5 @@ class NNUNetTrainer(Trainer):
 
     name = "nnunet_trainer"
     network_name = "nnunet"
+    seed_recipe = "nnunet"
+    deep_supervision_mask_lowest = True

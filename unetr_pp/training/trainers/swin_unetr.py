@@ -10,3 +10,4 @@ class SwinUNETRTrainer(Trainer):
     name = "swin_unetr_trainer"
     network_name = "swin_unetr"
     optimizers = ("sgd", "adamw")
+    seed_recipe = "swin_unetr_btcv"

@@ -10,3 +10,4 @@ class UNETRTrainer(Trainer):
     name = "unetr_trainer"
     network_name = "unetr"
     optimizers = ("sgd", "adamw")
+    seed_recipe = "unetr_btcv"

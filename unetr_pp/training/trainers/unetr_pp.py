@@ -14,10 +14,12 @@ from unetr_pp.utilities.errors import UnetrPPError
 
 
 class UNETRPPTrainer(Trainer):
-    """UNETR++ with the recipe of the UNETR++ paper (nnU-Net v1: SGD 1e-2, poly LR, Dice+CE, 3 DS outputs)."""
+    """UNETR++ with the recipe of the UNETR++ paper (nnU-Net v1: SGD 1e-2, poly LR, Dice+CE, 3 DS outputs, fp32)."""
 
     name = "unetr_pp_trainer"
     network_name = "unetr_pp"
+    amp_default = False
+    seed_recipe = "unetr_pp"
 
     def prepare_plans(self, plans: Plans, configuration: str) -> Plans:
         """Plans as given, or with this trainer's preset applied (see the module docstring)."""

@@ -10,3 +10,4 @@ class UXNetTrainer(Trainer):
     name = "uxnet_trainer"
     network_name = "uxnet"
     optimizers = ("sgd", "adamw")
+    seed_recipe = "uxnet"
