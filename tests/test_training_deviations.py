@@ -57,6 +57,9 @@ def test_ddp_ranks_share_the_global_oversampling():
 
 def test_nnunet_trainer_masks_the_lowest_deep_supervision_output():
     assert [round(w, 3) for w in deep_supervision_weights(5, mask_lowest=True)] == [0.533, 0.267, 0.133, 0.067, 0.0]
+    # under DDP nnU-Net v2 keeps a tiny weight so the lowest head still receives a gradient
+    ddp = deep_supervision_weights(5, mask_lowest=True, ddp=True)
+    assert 0 < ddp[-1] < 1e-6 and [round(w, 3) for w in ddp[:4]] == [0.533, 0.267, 0.133, 0.067]
     assert get_trainer_class("nnunet_trainer").deep_supervision_mask_lowest
     assert not get_trainer_class("unetr_pp_trainer").deep_supervision_mask_lowest
     loss = DeepSupervisionLoss(DiceCELoss(), 2, mask_lowest=True)

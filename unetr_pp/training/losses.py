@@ -54,15 +54,19 @@ class DiceBCELoss(nn.Module):
         return self.bce(logits.float(), target) - dice
 
 
-def deep_supervision_weights(n_outputs: int, mask_lowest: bool = False) -> list[float]:
+DDP_MASKED_WEIGHT = 1e-6
+
+
+def deep_supervision_weights(n_outputs: int, mask_lowest: bool = False, ddp: bool = False) -> list[float]:
     """1/2^i for each output, normalised to sum 1 (3 outputs -> [0.571, 0.286, 0.143]).
 
     `mask_lowest`: nnU-Net's rule, the lowest-resolution output gets weight 0 (5 outputs ->
-    [0.533, 0.267, 0.133, 0.067, 0]); the UNETR++ trainers leave it out.
+    [0.533, 0.267, 0.133, 0.067, 0]); the UNETR++ trainers leave it out. Under DDP it gets 1e-6 instead,
+    as nnU-Net v2 does (nnUNetTrainer._build_loss): DDP refuses parameters that receive no gradient.
     """
     raw = [1.0 / 2 ** i for i in range(n_outputs)]
     if mask_lowest and n_outputs > 1:
-        raw[-1] = 0.0
+        raw[-1] = DDP_MASKED_WEIGHT if ddp else 0.0
     return [w / sum(raw) for w in raw]
 
 
@@ -75,10 +79,10 @@ def use_batch_dice(configuration: str, configurations: Sequence[str]) -> bool:
 class DeepSupervisionLoss(nn.Module):
     """Weighted sum of `loss` over (outputs, targets) pairs, full resolution first."""
 
-    def __init__(self, loss: nn.Module, n_outputs: int, mask_lowest: bool = False) -> None:
+    def __init__(self, loss: nn.Module, n_outputs: int, mask_lowest: bool = False, ddp: bool = False) -> None:
         super().__init__()
         self.loss = loss
-        self.weights = deep_supervision_weights(n_outputs, mask_lowest)
+        self.weights = deep_supervision_weights(n_outputs, mask_lowest, ddp)
 
     def forward(self, outputs: Sequence[torch.Tensor] | torch.Tensor,
                 targets: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -168,7 +168,7 @@ class Trainer:
     def build_loss(self, n_outputs: int) -> nn.Module:
         """The recipe's loss, wrapped for deep supervision (nnU-Net batch-Dice rule and DS mask)."""
         return recipe_loss(self.recipe, self.regions, self.setup.configuration, list(self.plans.configurations),
-                           n_outputs, self.deep_supervision_mask_lowest and not self.seed_run)
+                           n_outputs, self.deep_supervision_mask_lowest and not self.seed_run, self.dist.enabled)
 
     def _clip(self) -> None:
         clip = self.recipe.grad_clip if self.seed_run else self.grad_clip
