@@ -27,7 +27,8 @@ setup(
         "einops>=0.6",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "dask>=2024.1", "distributed>=2024.1"],
+        "dask": ["dask>=2024.1", "distributed>=2024.1"],
         # peers of bench/ without nnunetv2 itself, whose requirements pull torchvision (see bench/README.md)
         "bench": ["surface-distance>=0.1", "acvl-utils==0.2.6", "batchgeneratorsv2==0.3.6", "blosc2", "seaborn",
                   "yacs", "scikit-learn", "pandas", "dicom2nifti", "tifffile", "imagecodecs", "graphviz"],
