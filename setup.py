@@ -27,9 +27,12 @@ setup(
         "einops>=0.6",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3", "onnx>=1.16", "onnxruntime>=1.17"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "onnx>=1.16", "onnxruntime>=1.17", "dask>=2024.1",
+                 "distributed>=2024.1"],
         # unetr_pp_export --format onnx and unetr_pp_predict --backend onnxruntime
         "deploy": ["onnx>=1.16", "onnxruntime>=1.17"],
+        # --dask ADDRESS on unetr_pp_plan_and_preprocess, unetr_pp_predict and unetr_pp_evaluate
+        "dask": ["dask>=2024.1", "distributed>=2024.1"],
         # peers of bench/ without nnunetv2 itself, whose requirements pull torchvision (see bench/README.md)
         "bench": ["surface-distance>=0.1", "acvl-utils==0.2.6", "batchgeneratorsv2==0.3.6", "blosc2", "seaborn",
                   "yacs", "scikit-learn", "pandas", "dicom2nifti", "tifffile", "imagecodecs", "graphviz"],

@@ -12,6 +12,7 @@ from unetr_pp.evaluation.overlays import METRICS_PLOT, PLOTS_FOLDER, SLICE_MODES
 from unetr_pp.evaluation.protocols import ALL_LABELS, PROTOCOL_CHOICES
 from unetr_pp.evaluation.report import SUMMARY_FILES
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, resolve_task
+from unetr_pp.utilities.parallel import dask_runner
 from unetr_pp.utilities.errors import UnetrPPError, cli_main
 
 
@@ -64,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--plots_slices", nargs="+", choices=SLICE_MODES, default=["disagreement"],
                         help="with --plots: slices through the largest disagreement (default) and/or each organ's "
                              "centre (one row each)")
+    parser.add_argument("--dask", metavar="ADDRESS", help="run per-case work on this Dask scheduler, e.g. tcp://host:8786 "
+                     "(needs pip install \"unetr_pp[dask]\"; workers need unetr_pp and the same data paths)")
     return parser
 
 
@@ -90,6 +93,12 @@ def _cross_validation(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of unetr_pp_evaluate."""
     args = _parser().parse_args(argv)
+    with dask_runner(args.dask):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command on parsed arguments."""
     if args.cv:
         return _cross_validation(args)
     cv_only = [flag for flag, value in (("-t", args.task), ("-tr", args.trainer),

@@ -6,6 +6,7 @@ import argparse
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER
 from unetr_pp.planning.presets import available_presets
 from unetr_pp.experiment.plan_and_preprocess import PlanAndPreprocessOptions, plan_and_preprocess
+from unetr_pp.utilities.parallel import dask_runner
 from unetr_pp.utilities.errors import cli_main
 
 CONFIGURATIONS = ("3d_fullres", "3d_lowres")
@@ -32,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-p", "--plans_identifier", default=DEFAULT_PLANS_IDENTIFIER,
                         help=f"plans file name (default {DEFAULT_PLANS_IDENTIFIER})")
     parser.add_argument("--no_preprocessing", action="store_true", help="stop after writing the plans")
+    parser.add_argument("--dask", metavar="ADDRESS", help="run per-case work on this Dask scheduler, e.g. tcp://host:8786 "
+                     "(needs pip install \"unetr_pp[dask]\"; workers need unetr_pp and the same data paths)")
     return parser
 
 
@@ -39,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
+    with dask_runner(args.dask):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command on parsed arguments."""
     folder = plan_and_preprocess(PlanAndPreprocessOptions(
         task=args.task, verify_integrity=args.verify_dataset_integrity, preset=args.preset,
         overrides=args.override, configurations=args.c, plans_identifier=args.plans_identifier,

@@ -15,6 +15,7 @@ from unetr_pp.inference.predictor import PredictionOptions, predict_folder
 from unetr_pp.inference.runtime import onnxruntime_model, require_onnxruntime
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, resolve_task, results_folder
 from unetr_pp.utilities.errors import cli_main, problems_error
+from unetr_pp.utilities.parallel import dask_runner
 from unetr_pp.utilities.memory import keep_freed_memory
 
 BACKENDS = ("torch", "onnxruntime")
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes preprocessing the next cases (0 = in the main process; default 2)")
     p.add_argument("-nps", "--num_processes_export", type=int, default=2,
                    help="processes exporting finished cases (0 = in the main process; default 2)")
+    p.add_argument("--dask", metavar="ADDRESS", help="run per-case work on this Dask scheduler, e.g. tcp://host:8786 "
+                     "(needs pip install \"unetr_pp[dask]\"; workers need unetr_pp and the same data paths)")
     return p
 
 
@@ -81,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `unetr_pp_predict` (keeps freed tensor memory for reuse, see utilities/memory.py)."""
     args = build_parser().parse_args(argv)
+    with dask_runner(args.dask):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command on parsed arguments."""
     keep_freed_memory()
     step_size = 1.0 - args.overlap if args.overlap is not None else args.step_size
     task = resolve_task(args.task, [results_folder() / args.configuration])

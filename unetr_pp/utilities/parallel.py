@@ -2,9 +2,10 @@
 network or large arrays), their default count from the CPUs this process may use, and a progress bar."""
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Sequence, TypeVar
 
@@ -28,8 +29,50 @@ def default_workers(cap: int) -> int:
     return max(1, min(int(cap), usable_cpus()))
 
 
-def spawn_pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool whose workers are spawned, not forked."""
+DASK_INSTALL = 'pip install "unetr_pp[dask]"'
+DASK_RETRIES = 2
+_dask_client = None
+
+
+@contextlib.contextmanager
+def dask_runner(address: str | None):
+    """Within this block, per-case work runs on the Dask scheduler at `address` (None: local processes).
+
+    Workers must have unetr_pp installed and see the same data paths."""
+    global _dask_client
+    if address is None:
+        yield
+        return
+    try:
+        import distributed
+    except ImportError:
+        raise UnetrPPError(f"--dask needs dask distributed: {DASK_INSTALL}") from None
+    try:
+        client = distributed.Client(address, timeout=30)
+    except (OSError, TimeoutError) as e:
+        raise UnetrPPError(f"--dask {address}: cannot reach the scheduler ({e})") from None
+    _dask_client = client
+    try:
+        yield
+    finally:
+        _dask_client = None
+        client.close()
+
+
+class _DaskExecutor(Executor):
+    """concurrent.futures view of the active Dask client (retries lost workers; never closes the client)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        return _dask_client.get_executor(pure=False, retries=DASK_RETRIES).submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        return None
+
+
+def spawn_pool(workers: int) -> Executor:
+    """A process pool whose workers are spawned, not forked (the Dask cluster inside `dask_runner`)."""
+    if _dask_client is not None:
+        return _DaskExecutor()
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
@@ -69,6 +112,8 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], num_processes: int, d
     `fn` must be picklable (a module-level function or a functools.partial of one). A worker that dies
     (e.g. killed for memory) raises UnetrPPError instead of a deep traceback.
     """
+    if _dask_client is not None:
+        return _dask_map(fn, items, desc, unit)
     results: list[R] = []
     with tqdm(total=len(items), desc=desc, unit=unit, disable=not items) as bar:
         if num_processes <= 1 or len(items) <= 1:
@@ -85,3 +130,13 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], num_processes: int, d
             raise UnetrPPError(f"a worker process died (out of memory?) while {desc}; retry with fewer "
                                f"processes") from None
     return results
+
+
+def _dask_map(fn: Callable[[T], R], items: Sequence[T], desc: str, unit: str) -> list[R]:
+    """`[fn(item) for item in items]` on the active Dask client, each case retried on a lost worker."""
+    import distributed
+    futures = _dask_client.map(fn, list(items), pure=False, retries=DASK_RETRIES)
+    with tqdm(total=len(items), desc=desc, unit=unit, disable=not items) as bar:
+        for _ in distributed.as_completed(futures):
+            bar.update()
+    return _dask_client.gather(futures)
