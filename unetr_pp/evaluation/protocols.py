@@ -58,15 +58,7 @@ _BTCV = (
 _SYNAPSE_IDS = (1, 2, 3, 4, 6, 7, 8, 11)
 _ACDC = ((1, "RV", "RV"), (2, "Myo", "Myo"), (3, "LV", "LV"))
 _BRATS_LABELS = ((1, "edema", "ED"), (2, "non_enhancing_tumor", "NET"), (3, "enhancing_tumor", "ET"))
-_AMOS = (  # AMOS 2022 dataset.json
-    (1, "spleen", "Spl"),
-    (2, "right_kidney", "RKid"),
-    (3, "left_kidney", "LKid"),
-    (4, "gallbladder", "Gal"),
-    (5, "esophagus", "Eso"),
-    (6, "liver", "Liv"),
-    (7, "stomach", "Sto"),
-    (8, "aorta", "Aor"),
+_AMOS = _BTCV[:8] + (  # AMOS 2022 dataset.json: ids 1-8 as BTCV, then its own
     (9, "postcava", "IVC"),
     (10, "pancreas", "Pan"),
     (11, "right_adrenal_gland", "RAG"),
