@@ -7,7 +7,7 @@ import SimpleITK as sitk
 
 from unetr_pp.io import Geometry, load_dataset_json, read_case_images, read_image, write_image
 from unetr_pp.utilities.errors import UnetrPPError
-from unetr_pp.utilities.files import load_json, save_json
+from unetr_pp.utilities.files import load_json, publish_folder, save_json
 
 ROTATED = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
 
@@ -131,3 +131,22 @@ def test_save_json_is_atomic_and_converts_numpy(tmp_path):
         save_json({"bad": object()}, path)
     assert load_json(path) == {"a": 1.5, "b": [0, 1, 2], "c": 2}, "failed write must keep the old file"
     assert sorted(p.name for p in path.parent.iterdir()) == ["x.json"]
+
+
+def test_publish_folder_replaces_only_after_success(tmp_path):
+    final, staging = tmp_path / "task", tmp_path / ".task.partial"
+    staging.mkdir()
+    (staging / "new.txt").write_text("new")
+    publish_folder(staging, final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["task"] and (final / "new.txt").read_text() == "new"
+
+    staging.mkdir()
+    (staging / "newer.txt").write_text("newer")
+    publish_folder(staging, final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["task"]
+    assert sorted(p.name for p in final.iterdir()) == ["newer.txt"]
+
+    with pytest.raises(FileNotFoundError):  # staging vanished: the existing folder is put back unchanged
+        publish_folder(tmp_path / "missing", final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["task"]
+    assert sorted(p.name for p in final.iterdir()) == ["newer.txt"]

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from unetr_pp.io import Geometry, write_image
 from unetr_pp.paths import task_name_from_id
 from unetr_pp.utilities.errors import UnetrPPError
-from unetr_pp.utilities.files import check_writable_dir, save_json, umask_mode
+from unetr_pp.utilities.files import check_writable_dir, publish_folder, save_json, umask_mode
 
 AIR_HU, FAT_HU, SOFT_TISSUE_HU, BONE_HU, DISC_HU, GAS_HU = -1000.0, -100.0, 40.0, 700.0, 90.0, -900.0
 HU_MIN, HU_MAX = -1024, 3071
@@ -279,13 +279,7 @@ def make_demo_task(output_dir: str | Path, task_id: int = 990, num_cases: int = 
         if num_test_cases == 0:
             (tmp / "imagesTs").mkdir()
         save_json(demo_dataset_json(ids[:num_cases], ids[num_cases:], seed), tmp / "dataset.json")
-        old = None
-        if final.exists():
-            old = out / f".{final.name}.{os.getpid()}.old"
-            final.rename(old)
-        tmp.rename(final)
-        if old is not None:
-            shutil.rmtree(old)
+        publish_folder(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

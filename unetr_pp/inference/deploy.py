@@ -26,7 +26,7 @@ from unetr_pp.inference.models import TrainedModel
 from unetr_pp.inference.sliding_window import Network
 from unetr_pp.io.plans import Plans
 from unetr_pp.utilities.errors import UnetrPPError
-from unetr_pp.utilities.files import atomic_path, load_json, save_json
+from unetr_pp.utilities.files import atomic_path, load_json, publish_folder, save_json
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17
@@ -180,17 +180,6 @@ def _prepare_output(output: Path, overwrite: bool) -> None:
         raise UnetrPPError(f"{output}: output folder is not empty; choose another -o or add --overwrite")
 
 
-def _publish(staging: Path, output: Path) -> None:
-    """Move the finished `staging` folder to `output`, replacing an existing one only after success."""
-    if output.is_dir():
-        old = output.with_name(f".{output.name}.old-{os.getpid()}")
-        output.rename(old)
-        staging.rename(output)
-        shutil.rmtree(old)
-    else:
-        staging.rename(output)
-
-
 def export_trained_model(model: TrainedModel, output: str | os.PathLike, fmt: str, checkpoint: str,
                          opset: int = DEFAULT_OPSET, overwrite: bool = False) -> dict:
     """Write every fold of `model` into `output` (fold_<k>/model.onnx|.pt, plans.json, model_io.json); return the JSON.
@@ -215,7 +204,7 @@ def export_trained_model(model: TrainedModel, output: str | os.PathLike, fmt: st
         description = describe_model(model, fmt, opset if fmt == "onnx" else None, checkpoint, differences)
         model.plans.save(staging / PLANS_FILE)
         save_json(description, staging / IO_FILE)
-        _publish(staging, output)
+        publish_folder(staging, output)
     finally:
         if staging.exists():
             shutil.rmtree(staging)

@@ -5,6 +5,7 @@ import contextlib
 import json
 import mmap
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -43,6 +44,24 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def publish_folder(staging: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Rename the finished folder `staging` to `final` (same file system); an existing `final` is moved aside
+    first and deleted only after the rename, so `final` is at every moment either the old or the new folder."""
+    staging, final = Path(staging), Path(final)
+    if not final.exists():
+        os.replace(staging, final)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{final.name}.replaced-", dir=final.parent))
+    os.replace(final, old / final.name)
+    try:
+        os.replace(staging, final)
+    except BaseException:
+        os.replace(old / final.name, final)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _json_default(obj: Any) -> Any:

@@ -1,7 +1,6 @@
 """Task output: the v1 dataset.json, and writing a whole task into a temp folder renamed at the end."""
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -10,7 +9,7 @@ from pathlib import Path
 from unetr_pp.dataset.converters.jobs import FileJob, run_jobs
 from unetr_pp.dataset.converters.layout import summarize_problems
 from unetr_pp.utilities.errors import UnetrPPError
-from unetr_pp.utilities.files import check_writable_dir, save_json
+from unetr_pp.utilities.files import check_writable_dir, publish_folder, save_json
 
 TASK_FOLDERS = ("imagesTr", "labelsTr", "imagesTs")
 ENDING = ".nii.gz"
@@ -107,13 +106,7 @@ def write_task(plan: TaskPlan, output_dir: Path, raw: Path, overwrite: bool, num
         save_json(plan.dataset_json, staging / "dataset.json")
         for name, obj in plan.extra_json.items():
             save_json(obj, staging / name)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{plan.task_name}.replaced-", dir=output_dir))
-            os.replace(target, old / plan.task_name)
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, target)
+        publish_folder(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
