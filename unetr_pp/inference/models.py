@@ -88,6 +88,11 @@ def _load_fold(checkpoint: Path, sidecar: dict, plans: Plans, device: torch.devi
     return network.to(device).eval()
 
 
+def checkpoint_file_name(checkpoint: str) -> str:
+    """`model_final_checkpoint` or `model_final_checkpoint.model` -> `model_final_checkpoint.model`."""
+    return checkpoint if checkpoint.endswith(".model") else checkpoint + ".model"
+
+
 def load_trained_model(folder: str | Path, folds: Sequence[str] | None = None, checkpoint: str = DEFAULT_CHECKPOINT,
                        device: str | torch.device = "cpu") -> TrainedModel:
     """Load `<folder>/fold_<k>/<checkpoint>.model` for each fold (default: every fold folder present).
@@ -97,8 +102,7 @@ def load_trained_model(folder: str | Path, folds: Sequence[str] | None = None, c
     folder = Path(folder)
     device = resolve_device(str(device))
     folds = _selected_folds(folder, folds)
-    name = checkpoint if checkpoint.endswith(".model") else checkpoint + ".model"
-    paths = [folder / f"fold_{f}" / name for f in folds]
+    paths = [folder / f"fold_{f}" / checkpoint_file_name(checkpoint) for f in folds]
     missing = [f"{p} (missing)" for p in paths if not p.is_file()]
     missing += [f"{p}.json (missing)" for p in paths if p.is_file() and not p.with_name(p.name + ".json").is_file()]
     if missing:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from unetr_pp.inference.deploy import DEFAULT_OPSET, export_network, require_deploy
-from unetr_pp.inference.models import TrainedModel
+from unetr_pp.inference.models import TrainedModel, checkpoint_file_name
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import load_json, save_json
 
@@ -97,7 +97,7 @@ def onnxruntime_model(model: TrainedModel, checkpoint: str, device: str | torch.
                       opset: int = DEFAULT_OPSET) -> TrainedModel:
     """`model` with each fold's network replaced by onnxruntime running its cached ONNX export."""
     require_onnxruntime()
-    name = checkpoint if checkpoint.endswith(".model") else checkpoint + ".model"
+    name = checkpoint_file_name(checkpoint)
     input_shape = [model.config.num_input_channels, *model.config.patch_size]
     networks = []
     for fold, network in zip(model.folds, model.networks):
