@@ -105,7 +105,8 @@ def test_seed_recipe_that_does_not_fit_is_refused():
                                                   ("unetr_pp_trainer", "unetr_pp", 1e-2)])
 def test_one_cpu_training_step_per_seed_recipe(tiny_task, trainer, recipe, lr0):
     assert main(run_args(trainer=trainer, epochs=1, iters=1) + ["--recipe", "seed"]) == 0
-    folder = fold_folder(tiny_task, trainer=trainer)
+    folder = fold_folder(tiny_task, trainer=f"{trainer}-seed")
+    assert not fold_folder(tiny_task, trainer=trainer).exists()  # the common recipe's folder stays apart
     log = next(folder.glob("training_log_*.txt")).read_text()
     assert f"recipe {recipe} (" in log
     final = read_checkpoint(folder / "model_final_checkpoint.model")

@@ -25,7 +25,7 @@ from unetr_pp.training.data import LoaderSettings, fold_cases, load_or_create_sp
 from unetr_pp.training.losses import hard_counts, pseudo_dice
 from unetr_pp.training.progress import TrainingLog, empty_plot_stuff, plot_progress
 from unetr_pp.training.recipe_hooks import monai_augmenter, recipe_loss
-from unetr_pp.training.recipes import RECIPE_CHOICES, check_schedule, resolve_recipe
+from unetr_pp.training.recipes import check_recipe_choice, check_schedule, resolve_recipe
 from unetr_pp.training.schedule import lr_at, set_lr
 from unetr_pp.utilities.device import resolve_device
 from unetr_pp.utilities.errors import UnetrPPError
@@ -64,8 +64,7 @@ class TrainingOptions:
             raise UnetrPPError(f"--lr must be a number > 0, got {self.lr}")
         if self.lr_schedule is not None:
             check_schedule(self.lr_schedule)
-        if self.recipe not in RECIPE_CHOICES:
-            raise UnetrPPError(f"--recipe {self.recipe!r}: allowed values are {', '.join(RECIPE_CHOICES)}")
+        check_recipe_choice(self.recipe)
 
 
 @dataclass
@@ -168,7 +167,7 @@ class Trainer:
     def build_loss(self, n_outputs: int) -> nn.Module:
         """The recipe's loss, wrapped for deep supervision (nnU-Net batch-Dice rule and DS mask)."""
         return recipe_loss(self.recipe, self.regions, self.setup.configuration, list(self.plans.configurations),
-                           n_outputs, self.deep_supervision_mask_lowest and not self.seed_run, self.dist.enabled)
+                           n_outputs, self.deep_supervision_mask_lowest, self.dist.enabled)
 
     def _clip(self) -> None:
         clip = self.recipe.grad_clip if self.seed_run else self.grad_clip
