@@ -78,8 +78,10 @@ UNETR_BTCV = Recipe(
 
 SWIN_UNETR_BTCV = replace(
     UNETR_BTCV, name="swin_unetr_btcv",
-    source="Project-MONAI/research-contributions SwinUNETR/BTCV/main.py + utils/data_utils.py "
-           "(same optimizer, schedule, loss and transforms as UNETR/BTCV; feature_size 48)")
+    source="Project-MONAI/research-contributions SwinUNETR/BTCV/main.py @7ee663e + utils/data_utils.py @683de59 "
+           "+ trainer.py @38d76f2 (as UNETR/BTCV, but DiceCELoss(to_onehot_y, softmax) with MONAI's default "
+           "smoothing unless --squared_dice; feature_size 48)",
+    squared_pred=False, smooth_nr=1e-5, smooth_dr=1e-5)
 
 UXNET = Recipe(
     name="uxnet", source="MASILab/3DUX-Net main_train.py @9ff8779 + load_datasets_transforms.py @b83f3be",
