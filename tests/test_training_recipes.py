@@ -128,6 +128,8 @@ def test_one_cpu_training_step_per_seed_recipe(tiny_task, trainer, recipe, lr0):
     assert not fold_folder(tiny_task, trainer=trainer).exists()  # the common recipe's folder stays apart
     log = next(folder.glob("training_log_*.txt")).read_text()
     assert f"recipe {recipe} (" in log
+    warned = "WARNING: --recipe seed: the plans normalize with CTNormalization" in log  # tiny task: nnU-Net plans
+    assert warned == (recipe != "unetr_pp") and (recipe != "unetr_btcv" or "--preset btcv gives" in log)
     final = read_checkpoint(folder / "model_final_checkpoint.model")
     assert final.content["plot_stuff"]["lr"] == pytest.approx([lr0])
 

@@ -24,7 +24,7 @@ from unetr_pp.training.checkpoints import (find_resume_checkpoint, load_pretrain
 from unetr_pp.training.data import LoaderSettings, fold_cases, load_or_create_splits, make_loaders
 from unetr_pp.training.losses import hard_counts, pseudo_dice
 from unetr_pp.training.progress import TrainingLog, empty_plot_stuff, plot_progress
-from unetr_pp.training.recipe_hooks import monai_augmenter, recipe_loss
+from unetr_pp.training.recipe_hooks import monai_augmenter, recipe_loss, seed_preprocessing_warning
 from unetr_pp.training.recipes import check_recipe_choice, check_schedule, resolve_recipe
 from unetr_pp.training.schedule import lr_at, set_lr
 from unetr_pp.utilities.device import resolve_device
@@ -254,6 +254,9 @@ class Trainer:
         self.log(f"device {self.device}, AMP {self.amp}, processes {self.dist.world_size}, seed {self.seed}, "
                  f"deterministic {self.options.deterministic}, optimizer {self.options.optimizer} lr {self.base_lr}")
         self.log(f"recipe {self.recipe.name} ({self.recipe.source}), lr schedule {self.lr_schedule}")
+        warning = seed_preprocessing_warning(self.recipe, self.config) if self.seed_run else None
+        if warning:
+            self.log(warning)
         self.log(f"patch {list(settings.patch_size)}, batch {self.global_batch_size} "
                  f"({settings.batch_size} per process), deep supervision scales {settings.deep_supervision_scales}")
         self.log(f"network parameters {params:,}; {len(self.train_ids)} training / "
