@@ -108,6 +108,11 @@ def test_monai_loss_and_augmentation():
         out = batch_augmenter(RECIPES[name], seed=0)(batch)
         assert out["data"].shape == batch["data"].shape and out["target"][0].dtype == torch.int64
         assert set(out["target"][0].unique().tolist()) <= {0, 1, 2}
+    # a (y, x) plane that is not square: 180-degree turns only, so every sample keeps the patch shape
+    flat = {"data": torch.randn(8, 1, 4, 4, 8), "target": [torch.randint(0, 3, (8, 1, 4, 4, 8))], "keys": list("abcdefgh")}
+    for seed in range(5):
+        out = batch_augmenter(RECIPES["unetr_btcv"], seed=seed, patch_size=(4, 4, 8))(flat)
+        assert out["data"].shape == flat["data"].shape and out["target"][0].shape == flat["target"][0].shape
 
 
 def test_seed_recipe_that_does_not_fit_is_refused():

@@ -20,12 +20,13 @@ def recipe_loss(recipe: Recipe, regions: bool, configuration: str, configuration
     return DeepSupervisionLoss(base, n_outputs, mask_lowest, ddp)
 
 
-def monai_augmenter(recipe: Recipe, seed: int, rank: int) -> Callable[[dict], dict] | None:
-    """The MONAI patch augmentation of a seed recipe (None: nnU-Net's runs in the loader)."""
+def monai_augmenter(recipe: Recipe, seed: int, rank: int,
+                    patch_size: Sequence[int]) -> Callable[[dict], dict] | None:
+    """The MONAI patch augmentation of a seed recipe for (z, y, x) patches (None: nnU-Net's runs in the loader)."""
     if recipe.augmentation == "nnunet":
         return None
     from unetr_pp.training.monai_recipe import batch_augmenter
-    return batch_augmenter(recipe, seed + 104729 * rank)
+    return batch_augmenter(recipe, seed + 104729 * rank, patch_size)
 
 
 def seed_preprocessing_warning(recipe: Recipe, config: Configuration) -> str | None:

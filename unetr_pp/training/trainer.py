@@ -244,7 +244,7 @@ class Trainer:
             regions=self.plans.region_label_sets)
         self.train_loader, self.val_loader = make_loaders(self.setup.data_folder, self.train_ids, self.val_ids,
                                                           self.config, settings)
-        self.augment = monai_augmenter(self.recipe, self.seed, self.dist.rank)
+        self.augment = monai_augmenter(self.recipe, self.seed, self.dist.rank, self.config.patch_size)
         self._log_setup(settings)
 
     def _log_setup(self, settings: LoaderSettings) -> None:
@@ -252,7 +252,7 @@ class Trainer:
         self.log(f"trainer {self.name} (network {self.network_name}), task {self.setup.task}, fold {self.setup.fold}, "
                  f"configuration {self.setup.configuration}, plans {self.setup.plans_identifier}")
         self.log(f"device {self.device}, AMP {self.amp}, processes {self.dist.world_size}, seed {self.seed}, "
-                 f"deterministic {self.options.deterministic}, optimizer {self.options.optimizer} lr {self.base_lr}")
+                 f"deterministic {self.options.deterministic}, optimizer {type(self.optimizer).__name__} lr {self.base_lr}")
         self.log(f"recipe {self.recipe.name} ({self.recipe.source}), lr schedule {self.lr_schedule}")
         warning = seed_preprocessing_warning(self.recipe, self.config) if self.seed_run else None
         if warning:
