@@ -133,12 +133,45 @@ def test_report_from_fake_results(env, monkeypatch):
     md = paths[1].read_text()
     nnunet_line = next(line for line in md.splitlines() if line.startswith("| nnunet |"))
     cells = [c.strip() for c in nnunet_line.strip("|").split("|")]
-    assert cells == ["nnunet", f"{expected_params / 1e6:.2f}", f"{nnunet['macs'] / 1e9:.2f}", "81.23", "90.00",
+    assert cells == ["nnunet", "nnunet", f"{expected_params / 1e6:.2f}", f"{nnunet['macs'] / 1e9:.2f}", "81.23", "90.00",
                      "50.00", "73.74", "6.25", "reused"]
     failed_line = next(line for line in md.splitlines() if line.startswith("| unetr_pp |"))
     status = "failed: training exited with code 1: RuntimeError: boom \\| bad"
     assert failed_line.endswith(f"| – | – | – | – | – | {status} |")
     assert "mean HD95 (mm)" in md and "2 epochs x 3 iterations, 1 validation iterations/epoch" in md
+    assert "- recipe: the common nnU-Net/UNETR++ recipe for every network" in md
+
+
+def test_seed_recipe_rows_folders_and_commands(env, monkeypatch, capsys):
+    """--recipe seed: each network's own recipe in its own -seed folder; no seed recipe -> common one, said once."""
+    calls = []
+    monkeypatch.setattr(compare_mod, "run_training", lambda run, budget, device: calls.append(run) or "stopped")
+    rows, paths = run_comparison(ComparisonOptions(task=TASK, networks=["unetr", "nnunet", "nnformer", "uxnet"],
+                                                   budget=BUDGET, recipe="seed"))
+    assert [(row["network"], row["recipe"]) for row in rows] == [
+        ("unetr", "unetr_btcv"), ("nnunet", "nnunet"), ("nnformer", "nnunet"), ("uxnet", "uxnet")]
+    task_dir = env / "results" / "unetr_pp" / "3d_fullres" / TASK
+    assert [run.fold_dir.parent.name for run in calls] == [
+        f"unetr_trainer-seed__{PLANS_ID}", f"nnunet_trainer__{PLANS_ID}", f"nnformer_trainer__{PLANS_ID}",
+        f"uxnet_trainer-seed__{PLANS_ID}"]
+    assert [runs.train_command(run, BUDGET, None)[-2:] == ["--recipe", "seed"] for run in calls] == [
+        True, False, False, True]
+    out = capsys.readouterr().out
+    assert out.count("trained with the common nnunet recipe") == 1
+    assert "== nnformer: trainer nnformer_trainer has no seed recipe; allowed values for it: nnunet; trained with " \
+           "the common nnunet recipe" in out
+    assert paths[0] == task_dir / "comparison_fold0_seed" / "comparison.json"
+    assert json.loads(paths[0].read_text())["recipe"] == "seed"
+    md = paths[1].read_text()
+    assert "| unetr | unetr_btcv |" in md and "each network under its own paper's recipe (`--recipe seed`" in md
+
+
+def test_cli_bad_recipe_is_one_line(env, capsys):
+    assert compare_cli.main(["-t", TASK, "--networks", "nnunet", "--recipe", "paper"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --recipe 'paper': allowed values are nnunet, seed"]
+    assert compare_cli.main(["-t", TASK, "--table", "--recipe", "seed"]) == 2
+    assert "--recipe cannot be used with it" in capsys.readouterr().err
 
 
 def test_complexity_failure_is_a_failed_row(env, monkeypatch):
@@ -190,6 +223,8 @@ def test_train_command():
     assert runs.train_command(run, BUDGET, "cuda") == [
         sys.executable, "-m", "unetr_pp.cli.train", "3d_fullres", "uxnet_trainer", TASK, "1",
         "--epochs", "2", "--iters_per_epoch", "3", "--val_iters", "1", "--val_disable_tta", "--device", "cuda"]
+    seed_run = NetworkRun("uxnet", TASK, "1", "3d_fullres", "custom_plans", "uxnet")
+    assert runs.train_command(seed_run, Budget(), None)[-4:] == ["-p", "custom_plans", "--recipe", "seed"]
 
 
 def test_cli_errors(env, capsys):

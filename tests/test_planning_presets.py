@@ -35,7 +35,7 @@ def plans():
 
 
 def test_available_presets():
-    assert available_presets() == ["acdc", "demo", "lung", "synapse", "tumor"]
+    assert available_presets() == ["acdc", "amos", "btcv", "demo", "feta", "flare", "lung", "synapse", "tumor"]
 
 
 @pytest.mark.parametrize("name", ["synapse", "acdc", "lung", "tumor"])
@@ -109,7 +109,7 @@ def test_invalid_results_are_reported(plans, overrides, message):
 def test_unknown_override_key_and_preset(plans):
     with pytest.raises(UnetrPPError, match="unknown key 'pach_size'"):
         apply_preset_and_overrides(plans, None, ["pach_size=[1,2,3]"])
-    with pytest.raises(UnetrPPError, match="unknown preset 'synapes'; available: acdc, demo"):
+    with pytest.raises(UnetrPPError, match="unknown preset 'synapes'; available: acdc, amos, btcv, demo"):
         load_preset("synapes")
 
 

@@ -10,6 +10,8 @@ from monai.losses import DiceCELoss as MonaiDiceCELoss
 from monai.transforms import Compose, CropForegroundd, ScaleIntensityRanged
 
 from unetr_pp.cli.train import main
+from unetr_pp.networks import build_network
+from unetr_pp.networks.complexity import summary_plans_config
 from unetr_pp.training.checkpoints import read_checkpoint
 from unetr_pp.training.monai_recipe import batch_augmenter, intensity_pipeline, monai_loss
 from unetr_pp.training.recipes import RECIPES, resolve_recipe
@@ -33,6 +35,23 @@ def test_recipes_hold_the_values_of_the_seed_code():
     btcv = unetr.windows["btcv"]
     assert (btcv.a_min, btcv.a_max, btcv.b_min, btcv.b_max, btcv.pixdim_xyz) == (-175, 250, 0, 1, (1.5, 1.5, 2.0))
     assert not unetr.deep_supervision and unetr.grad_clip is None
+    # SwinUNETR/BTCV main.py @7ee663e: the same argparse defaults and data_utils.py @683de59 transforms as UNETR
+    # (roi 96, num_samples 4, pos 1 / neg 1, spacing 1.5x1.5x2.0, window -175..250, probabilities 0.2/0.2/0.1/0.1,
+    # --infer_overlap 0.5, --feature_size 48), but DiceCELoss(to_onehot_y=True, softmax=True) unless --squared_dice:
+    # squared_pred False and MONAI's default smoothing; trainer.py @38d76f2: no gradient clipping
+    swin = RECIPES["swin_unetr_btcv"]
+    assert (swin.optimizer, swin.lr, swin.weight_decay, swin.schedule, swin.warmup_epochs, swin.amp) == (
+        "adamw", 1e-4, 1e-5, "warmup_cosine", 50, True)
+    default_dice = MonaiDiceCELoss(to_onehot_y=True, softmax=True).dice
+    assert (swin.squared_pred, swin.smooth_nr, swin.smooth_dr) == (
+        default_dice.squared_pred, default_dice.smooth_nr, default_dice.smooth_dr) == (False, 1e-5, 1e-5)
+    assert (swin.crops_per_volume, swin.oversample_foreground_percent, swin.roi_size, swin.infer_overlap) == (
+        4, 0.5, (96, 96, 96), 0.5)
+    assert swin.windows == unetr.windows and swin.augmentation == unetr.augmentation == "monai_btcv"
+    assert swin.grad_clip is None and not swin.deep_supervision and "7ee663e" in swin.source
+    swin_net = build_network("swin_unetr", summary_plans_config("swin_unetr", patch_size=[32, 32, 64], num_classes=2),
+                             deep_supervision=False)
+    assert swin_net.swinViT.patch_embed.proj.out_channels == 48
     # 3DUX-Net main_train.py: AdamW(lr=1e-4) with torch's default weight decay 0.01, no scheduler, no autocast,
     # --crop_sample 2, DiceCELoss(to_onehot_y=True, softmax=True); load_datasets_transforms.py windows
     ux = RECIPES["uxnet"]
@@ -89,6 +108,11 @@ def test_monai_loss_and_augmentation():
         out = batch_augmenter(RECIPES[name], seed=0)(batch)
         assert out["data"].shape == batch["data"].shape and out["target"][0].dtype == torch.int64
         assert set(out["target"][0].unique().tolist()) <= {0, 1, 2}
+    # a (y, x) plane that is not square: 180-degree turns only, so every sample keeps the patch shape
+    flat = {"data": torch.randn(8, 1, 4, 4, 8), "target": [torch.randint(0, 3, (8, 1, 4, 4, 8))], "keys": list("abcdefgh")}
+    for seed in range(5):
+        out = batch_augmenter(RECIPES["unetr_btcv"], seed=seed, patch_size=(4, 4, 8))(flat)
+        assert out["data"].shape == flat["data"].shape and out["target"][0].shape == flat["target"][0].shape
 
 
 def test_seed_recipe_that_does_not_fit_is_refused():
@@ -105,9 +129,12 @@ def test_seed_recipe_that_does_not_fit_is_refused():
                                                   ("unetr_pp_trainer", "unetr_pp", 1e-2)])
 def test_one_cpu_training_step_per_seed_recipe(tiny_task, trainer, recipe, lr0):
     assert main(run_args(trainer=trainer, epochs=1, iters=1) + ["--recipe", "seed"]) == 0
-    folder = fold_folder(tiny_task, trainer=trainer)
+    folder = fold_folder(tiny_task, trainer=f"{trainer}-seed")
+    assert not fold_folder(tiny_task, trainer=trainer).exists()  # the common recipe's folder stays apart
     log = next(folder.glob("training_log_*.txt")).read_text()
     assert f"recipe {recipe} (" in log
+    warned = "WARNING: --recipe seed: the plans normalize with CTNormalization" in log  # tiny task: nnU-Net plans
+    assert warned == (recipe != "unetr_pp") and (recipe != "unetr_btcv" or "--preset btcv gives" in log)
     final = read_checkpoint(folder / "model_final_checkpoint.model")
     assert final.content["plot_stuff"]["lr"] == pytest.approx([lr0])
 

@@ -12,6 +12,7 @@ from unetr_pp.comparison.table import TableOptions, build_table, default_table_f
 from unetr_pp.evaluation.protocols import PROTOCOL_CHOICES
 from unetr_pp.networks.registry import NETWORK_NAMES
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, resolve_task
+from unetr_pp.training.recipes import check_recipe_choice
 from unetr_pp.utilities.errors import UnetrPPError, cli_main
 
 DEFAULT_NETWORKS = ("unetr_pp", "unetr", "uxnet", "repuxnet", "deformuxnet", "nnunet")
@@ -43,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget", metavar="EPOCHSxITERS",
                         help="epochs x iterations per epoch for every network, e.g. 14x25 (default: the trainers' "
                              "defaults)")
+    parser.add_argument("--recipe", default="nnunet",
+                        help="nnunet (default: every network under the common nnU-Net/UNETR++ recipe) or seed (each "
+                             "under its own paper's recipe, the common one where it has none that fits; results in "
+                             "<TRAINER>-seed__<plans_id> folders and comparison_fold<k>_seed)")
     parser.add_argument("--val_iters", type=int, help="validation iterations per epoch (default: the trainers')")
     parser.add_argument("--protocol", choices=PROTOCOL_CHOICES,
                         help="re-evaluate each fold's validation_raw with this protocol (default: use the fold's "
@@ -87,8 +92,10 @@ def _table(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison, print the table; exit code 1 when a network failed."""
     args = build_parser().parse_args(argv)
+    check_recipe_choice(args.recipe)
     if args.table:
         training_only = [flag for flag, value in (("--budget", args.budget), ("--val_iters", args.val_iters),
+                                                  ("--recipe", args.recipe != "nnunet"),
                                                   ("--protocol", args.protocol), ("--disable_tta", args.disable_tta),
                                                   ("--device", args.device), ("--fold", args.fold != "0")) if value]
         if training_only:
@@ -104,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         task=resolve_task(args.task[0]), networks=args.networks, fold=_fold(args.fold),
         budget=parse_budget(args.budget, args.val_iters, args.disable_tta), protocol=args.protocol,
         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), configuration=args.configuration,
-        plans_identifier=args.plans_identifier,
+        plans_identifier=args.plans_identifier, recipe=args.recipe,
     )
     rows, paths = run_comparison(options)
     print()

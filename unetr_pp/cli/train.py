@@ -12,6 +12,7 @@ import torch
 
 from unetr_pp.experiment.fold_run import fold_setup, train_fold, validate_trained_fold
 from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER
+from unetr_pp.training.recipes import results_trainer_name, selected_recipe_name
 from unetr_pp.training.trainer import TrainingOptions
 from unetr_pp.training.trainers import get_trainer_class
 from unetr_pp.utilities.errors import cli_main
@@ -21,8 +22,9 @@ from unetr_pp.utilities.memory import keep_freed_memory
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unetr_pp_train",
-        description="Train one fold with the nnU-Net/UNETR++ recipe; the fold folder is "
-                    "$RESULTS_FOLDER/unetr_pp/<CONFIG>/<Task>/<TRAINER>__<plans_id>/fold_<FOLD>/.")
+        description="Train one fold with the nnU-Net/UNETR++ recipe (or the seed's own: --recipe seed); the fold "
+                    "folder is $RESULTS_FOLDER/unetr_pp/<CONFIG>/<Task>/<TRAINER>__<plans_id>/fold_<FOLD>/ "
+                    "(<TRAINER>-seed__<plans_id> under a seed recipe).")
     parser.add_argument("configuration", metavar="CONFIG", help="plans configuration, e.g. 3d_fullres")
     parser.add_argument("trainer", metavar="TRAINER",
                         help="e.g. unetr_pp_trainer, nnunet_trainer, unetr_pp_trainer_synapse")
@@ -86,7 +88,8 @@ def _run(args: argparse.Namespace) -> int:
         val_disable_tta=args.val_disable_tta, optimizer=args.optimizer, num_processes=args.num_processes_da,
         amp=args.amp, lr=args.lr, lr_schedule=args.lr_schedule, recipe=args.recipe)
     trainer_class = get_trainer_class(args.trainer)
-    setup = fold_setup(args.configuration, args.task, args.fold, trainer_class.name, args.plans_identifier)
+    folder_name = results_trainer_name(trainer_class.name, selected_recipe_name(args.recipe, trainer_class.seed_recipe))
+    setup = fold_setup(args.configuration, args.task, args.fold, folder_name, args.plans_identifier)
     trainer = trainer_class(setup, options)
     if args.val:
         validate_trained_fold(trainer)

@@ -14,6 +14,8 @@ from unetr_pp.io.plans import Configuration, Plans
 from unetr_pp.networks.complexity import summarize
 from unetr_pp.networks.registry import NETWORK_NAMES
 from unetr_pp.paths import preprocessed_folder, raw_data_folder, results_folder
+from unetr_pp.training.recipes import NNUNET, check_recipe_choice, comparison_recipe
+from unetr_pp.training.trainers import get_trainer_class
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import load_json
 
@@ -32,19 +34,36 @@ class ComparisonOptions:
     device: str | None = None
     configuration: str = "3d_fullres"
     plans_identifier: str = "unetr_pp_Plansv2.1"
+    recipe: str = "nnunet"
 
 
 def comparison_folder(options: ComparisonOptions) -> Path:
-    """`$RESULTS_FOLDER/unetr_pp/<config>/<task>/comparison_fold<k>`."""
-    return results_folder() / options.configuration / options.task / f"comparison_fold{options.fold}"
+    """`$RESULTS_FOLDER/unetr_pp/<config>/<task>/comparison_fold<k>` (`..._seed` with `--recipe seed`)."""
+    suffix = "_seed" if options.recipe == "seed" else ""
+    return results_folder() / options.configuration / options.task / f"comparison_fold{options.fold}{suffix}"
 
 
-def load_plans_config(options: ComparisonOptions) -> Configuration:
-    """The plans configuration every network is trained with (from the preprocessed task folder)."""
+def load_plans(options: ComparisonOptions) -> Plans:
+    """The plans every network is trained with (from the preprocessed task folder)."""
     path = preprocessed_folder() / options.task / f"{options.plans_identifier}.json"
     if not path.is_file():
         raise UnetrPPError(f"{path}: plans not found; run unetr_pp_plan_and_preprocess -t {options.task} first")
-    return Plans.load(path).configuration(options.configuration)
+    plans = Plans.load(path)
+    plans.configuration(options.configuration)
+    return plans
+
+
+def network_run(network: str, options: ComparisonOptions, regions: bool) -> NetworkRun:
+    """The network's fold under the recipe it trains with; prints one line when a seed recipe is asked for but the
+    network has none that fits the task (it trains under the common nnunet recipe then)."""
+    recipe = NNUNET
+    if options.recipe == "seed":
+        trainer = f"{network}_trainer"
+        recipe, why_not = comparison_recipe("seed", get_trainer_class(trainer).seed_recipe, trainer, regions)
+        if why_not is not None:
+            print(f"== {network}: {why_not}; trained with the common nnunet recipe", flush=True)
+    return NetworkRun(network, options.task, options.fold, options.configuration, options.plans_identifier,
+                      recipe.name)
 
 
 def complexity_of(network: str, plans_config: Configuration) -> tuple[dict | None, str]:
@@ -68,25 +87,24 @@ def fold_summary(run: NetworkRun, options: ComparisonOptions, out_dir: Path) -> 
     return summary, target / "summary.json"
 
 
-def compare_network(network: str, options: ComparisonOptions, plans_config: Configuration, out_dir: Path) -> dict:
+def compare_network(run: NetworkRun, options: ComparisonOptions, plans_config: Configuration, out_dir: Path) -> dict:
     """Train or reuse one network's fold and return its table row (status failed with the reason on errors)."""
-    run = NetworkRun(network, options.task, options.fold, options.configuration, options.plans_identifier)
+    network = run.network
     complexity, complexity_error = complexity_of(network, plans_config)
     if complexity is None:
-        return result_row(network, run.trainer, "failed", None, None, complexity_error)
+        return result_row(run, "failed", None, None, complexity_error)
     train, why = training_decision(run, options.budget)
     print(f"\n== {network}: {'training' if train else 'reusing'} ({why})", flush=True)
     if train:
         failure = run_training(run, options.budget, options.device)
         if failure is not None:
             print(f"== {network}: failed: {failure}", flush=True)
-            return result_row(network, run.trainer, "failed", complexity, None, failure)
+            return result_row(run, "failed", complexity, None, failure)
     try:
         summary, path = fold_summary(run, options, out_dir)
     except UnetrPPError as err:
-        return result_row(network, run.trainer, "failed", complexity, None, f"evaluation failed: {err}")
-    return result_row(network, run.trainer, "trained" if train else "reused", complexity, summary,
-                      summary_file=str(path))
+        return result_row(run, "failed", complexity, None, f"evaluation failed: {err}")
+    return result_row(run, "trained" if train else "reused", complexity, summary, summary_file=str(path))
 
 
 def evaluation_description(options: ComparisonOptions, rows: Sequence[dict]) -> str:
@@ -105,15 +123,16 @@ def run_comparison(options: ComparisonOptions) -> tuple[list[dict], list[Path]]:
         raise UnetrPPError(f"unknown network(s) {', '.join(unknown)}; valid: {', '.join(NETWORK_NAMES)}")
     if len(set(options.networks)) != len(options.networks):
         raise UnetrPPError(f"--networks lists a network twice: {' '.join(options.networks)}")
-    plans_config = load_plans_config(options)
+    check_recipe_choice(options.recipe)
+    plans = load_plans(options)
+    plans_config = plans.configuration(options.configuration)
     out_dir = comparison_folder(options)
-    rows = [compare_network(network, options, plans_config, out_dir) for network in options.networks]
-    runs = [NetworkRun(network, options.task, options.fold, options.configuration, options.plans_identifier)
-            for network in options.networks]
+    runs = [network_run(network, options, plans.is_region_task) for network in options.networks]
+    rows = [compare_network(run, options, plans_config, out_dir) for run in runs]
     slices, slices_line = write_comparison_slices(runs, rows, options.task, options.protocol, out_dir)
     meta = {
         "task": options.task, "configuration": options.configuration, "fold": options.fold,
-        "plans_identifier": options.plans_identifier, "patch_size": list(plans_config.patch_size),
+        "plans_identifier": options.plans_identifier, "recipe": options.recipe, "patch_size": list(plans_config.patch_size),
         "budget": asdict(options.budget), "budget_description": options.budget.describe(),
         "protocol": options.protocol, "macs_convention": MACS_CONVENTION,
         "evaluation": evaluation_description(options, rows), "slices": slices_line,

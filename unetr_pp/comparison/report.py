@@ -4,19 +4,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from unetr_pp.comparison.runs import NetworkRun
 from unetr_pp.utilities.files import atomic_path, save_json
 
 REPORT_FILES = ("comparison.json", "comparison.md", "comparison.png")
+RECIPE_LINES = {
+    "nnunet": "the common nnU-Net/UNETR++ recipe for every network (`--recipe nnunet`)",
+    "seed": "each network under its own paper's recipe (`--recipe seed`, column recipe: docs/training.md "
+            "\"Recipes\"); nnunet where a network has no seed recipe that fits the task",
+}
 
 
-def result_row(network: str, trainer: str, status: str, complexity: dict | None, summary: dict | None,
+def result_row(run: NetworkRun, status: str, complexity: dict | None, summary: dict | None,
                reason: str = "", summary_file: str | None = None) -> dict:
-    """One table row from an evaluation summary (unetr_pp.evaluation.report format) and params/MACs.
+    """One table row of `run` (network, trainer, recipe) from an evaluation summary (unetr_pp.evaluation.report
+    format) and params/MACs.
 
     status: `trained` or `reused` (summary given) or `failed` (reason given).
     """
     complexity = complexity or {}
-    row = {"network": network, "trainer": trainer, "status": status, "reason": reason,
+    row = {"network": run.network, "trainer": run.trainer, "recipe": run.recipe, "status": status, "reason": reason,
            "params": complexity.get("params"), "macs": complexity.get("macs"),
            "dice": {}, "hd95": {}, "mean_dice": None, "mean_hd95": None, "hd95_unit": None,
            "num_cases": None, "summary_file": summary_file}
@@ -48,23 +55,24 @@ def markdown_report(meta: dict, rows: Sequence[dict]) -> str:
     """comparison.md: the seeds' results table (DSC in %, params in M, MACs in G) plus the settings."""
     names = target_names(rows)
     units = sorted({row["hd95_unit"] for row in rows if row["hd95_unit"]}) or ["mm"]
-    header = ["network", "params (M)", "MACs (G)", *names, "mean DSC (%) ↑", f"mean HD95 ({'/'.join(units)}) ↓",
+    header = ["network", "recipe", "params (M)", "MACs (G)", *names, "mean DSC (%) ↑", f"mean HD95 ({'/'.join(units)}) ↓",
               "status"]
     lines = [
         f"# Architecture comparison: {meta['task']}, {meta['configuration']}, fold {meta['fold']}",
         "",
         "| " + " | ".join(header) + " |",
-        "|---" + "|---:" * (len(header) - 2) + "|---|",
+        "|---|---" + "|---:" * (len(header) - 3) + "|---|",
     ]
     for row in rows:
         status = row["status"] + (f": {row['reason']}" if row["status"] == "failed" else "")
-        cells = [row["network"], _num(row["params"], 1e-6), _num(row["macs"], 1e-9),
+        cells = [row["network"], row["recipe"], _num(row["params"], 1e-6), _num(row["macs"], 1e-9),
                  *(_num(row["dice"].get(name), 100.0) for name in names),
                  _num(row["mean_dice"], 100.0), _num(row["mean_hd95"]), _cell(status)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         f"- budget (same for every network): {meta['budget_description']}",
+        f"- recipe: {RECIPE_LINES[meta['recipe']]}",
         f"- plans: {meta['plans_identifier']}, patch size {meta['patch_size']}; params and MACs of each network "
         f"built for that patch ({meta['macs_convention']} MAC count, batch 1)",
         f"- metrics: {meta['evaluation']}; per-target columns are mean DSC (%) over the validation cases",

@@ -9,7 +9,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from unetr_pp.paths import results_folder
+from unetr_pp.paths import DEFAULT_PLANS_IDENTIFIER, results_folder
+from unetr_pp.training.recipes import NNUNET, results_trainer_name
 from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import load_json, save_json
 
@@ -64,13 +65,20 @@ def parse_budget(text: str | None, val_iters: int | None = None, disable_tta: bo
 
 @dataclass(frozen=True)
 class NetworkRun:
-    """Where one network's fold lives: `$RESULTS_FOLDER/unetr_pp/<config>/<task>/<trainer>__<plans>/fold_<k>`."""
+    """Where one network's fold lives: `$RESULTS_FOLDER/unetr_pp/<config>/<task>/<trainer>__<plans>/fold_<k>`
+    (`<trainer>-seed__<plans>` when `recipe` is a seed's own)."""
 
     network: str
     task: str
     fold: str
     configuration: str
     plans_identifier: str
+    recipe: str = NNUNET.name
+
+    @property
+    def seed_recipe(self) -> bool:
+        """Trained with `--recipe seed` (the network's own paper recipe rather than the common one)."""
+        return self.recipe != NNUNET.name
 
     @property
     def trainer(self) -> str:
@@ -80,8 +88,8 @@ class NetworkRun:
     @property
     def fold_dir(self) -> Path:
         """The fold folder the train CLI writes."""
-        return (results_folder() / self.configuration / self.task / f"{self.trainer}__{self.plans_identifier}"
-                / f"fold_{self.fold}")
+        folder = f"{results_trainer_name(self.trainer, self.recipe)}__{self.plans_identifier}"
+        return results_folder() / self.configuration / self.task / folder / f"fold_{self.fold}"
 
     @property
     def record_path(self) -> Path:
@@ -114,7 +122,7 @@ def training_decision(run: NetworkRun, budget: Budget) -> tuple[bool, str]:
 def write_record(run: NetworkRun, budget: Budget) -> None:
     """Record the budget and the checkpoint's mtime after a successful training."""
     checkpoint = run.fold_dir / FINAL_CHECKPOINT
-    save_json({"network": run.network, "trainer": run.trainer, "budget": asdict(budget),
+    save_json({"network": run.network, "trainer": run.trainer, "recipe": run.recipe, "budget": asdict(budget),
                "checkpoint_mtime_ns": checkpoint.stat().st_mtime_ns}, run.record_path)
 
 
@@ -122,6 +130,10 @@ def train_command(run: NetworkRun, budget: Budget, device: str | None) -> list[s
     """The train CLI call for one network (same interpreter as this process)."""
     command = [sys.executable, "-m", "unetr_pp.cli.train", run.configuration, run.trainer, run.task, run.fold,
                *budget.train_args()]
+    if run.plans_identifier != DEFAULT_PLANS_IDENTIFIER:
+        command += ["-p", run.plans_identifier]
+    if run.seed_recipe:
+        command += ["--recipe", "seed"]
     if device:
         command += ["--device", device]
     return command

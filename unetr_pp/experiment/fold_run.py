@@ -11,7 +11,10 @@ from unetr_pp.utilities.errors import UnetrPPError
 
 
 def fold_setup(configuration: str, task_arg: str, fold: str, trainer: str, plans_identifier: str) -> FoldSetup:
-    """Resolve the task and read the plans; clear errors when preprocessing has not been run."""
+    """Resolve the task and read the plans; clear errors when preprocessing has not been run.
+
+    `trainer` is the trainer part of the results folder name (`results_trainer_name`: `<name>-seed` under a seed
+    recipe)."""
     task = resolve_task(task_arg)
     if fold != "all" and not fold.isdigit():
         raise UnetrPPError(f"fold must be a number or 'all', got {fold!r}")

@@ -16,11 +16,13 @@ from typing import Any, Mapping
 from unetr_pp.utilities.errors import UnetrPPError, problems_error
 from unetr_pp.utilities.files import load_json, save_json
 
-NORMALIZATION_SCHEMES = ("CTNormalization", "ZScoreNormalization", "NoNormalization")
+NORMALIZATION_SCHEMES = ("CTNormalization", "ZScoreNormalization", "NoNormalization", "FixedWindowNormalization")
+WINDOW_SCHEME = "FixedWindowNormalization"
+WINDOW_KEYS = ("a_min", "a_max", "b_min", "b_max")
 DEFAULT_ANISOTROPY_THRESHOLD = 3.0
 CONFIGURATION_KEYS = ("data_identifier", "spacing", "patch_size", "batch_size", "pool_op_kernel_sizes",
                       "conv_kernel_sizes", "median_shape", "normalization_schemes", "use_mask_for_norm", "resampling",
-                      "num_classes", "num_input_channels", "network_kwargs", "next_stage")
+                      "num_classes", "num_input_channels", "network_kwargs", "next_stage", "intensity_windows")
 PLANS_KEYS = ("plans_identifier", "dataset_name", "channel_names", "labels", "regions", "regions_class_order",
               "original_median_spacing", "original_median_shape", "transpose_forward", "transpose_backward",
               "foreground_intensity_properties_per_channel", "preset", "overrides", "preset_splits", "configurations")
@@ -69,6 +71,36 @@ def configuration_problems(config: Mapping) -> list[str]:
         problems.append(f"use_mask_for_norm must be {channels} booleans, got {use_mask!r}")
     if not isinstance(config.get("network_kwargs") or {}, dict):
         problems.append(f"network_kwargs must be a mapping, got {config['network_kwargs']!r}")
+    if isinstance(schemes, list):
+        problems += window_problems(schemes, config.get("intensity_windows") or {})
+    return problems
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def window_problems(schemes: list, windows: Any) -> list[str]:
+    """Problems of `intensity_windows` {"<channel>": {a_min, a_max[, b_min, b_max]}}: one window for each channel
+    normalized with FixedWindowNormalization (MONAI ScaleIntensityRange a_min..a_max -> b_min..b_max, clip), none
+    for the others, a_min < a_max and b_min < b_max."""
+    if not isinstance(windows, dict):
+        return [f"intensity_windows must be a mapping channel -> window, got {windows!r}"]
+    problems = []
+    for c, scheme in enumerate(schemes):
+        window = windows.get(str(c))
+        if scheme == WINDOW_SCHEME and window is None:
+            problems.append(f"channel {c} uses {WINDOW_SCHEME} but intensity_windows has no entry \"{c}\"")
+        elif scheme != WINDOW_SCHEME and window is not None:
+            problems.append(f"intensity_windows[\"{c}\"] is given but channel {c} uses {scheme}, not {WINDOW_SCHEME}")
+        elif window is not None:
+            full = {"b_min": 0.0, "b_max": 1.0, **window} if isinstance(window, dict) else {}
+            if set(full) != set(WINDOW_KEYS) or not all(_number(full[k]) for k in WINDOW_KEYS) \
+                    or not (full["a_min"] < full["a_max"] and full["b_min"] < full["b_max"]):
+                problems.append(f"intensity_windows[\"{c}\"] must be numbers a_min < a_max (and b_min < b_max, "
+                                f"default 0 and 1), got {window!r}")
+    problems += [f"intensity_windows has key {k!r}, which is not an input channel index"
+                 for k in windows if k not in {str(c) for c in range(len(schemes))}]
     return problems
 
 
@@ -101,6 +133,7 @@ class Configuration:
     num_input_channels: int
     network_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     next_stage: str | None = None
+    intensity_windows: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, name: str, data: Mapping, source: str = "plans") -> "Configuration":
@@ -121,7 +154,9 @@ class Configuration:
             use_mask_for_norm=tuple(bool(v) for v in data["use_mask_for_norm"]),
             resampling=Resampling(**(data.get("resampling") or {})), num_classes=int(data["num_classes"]),
             num_input_channels=int(data["num_input_channels"]),
-            network_kwargs=copy.deepcopy(dict(data.get("network_kwargs") or {})), next_stage=data.get("next_stage"))
+            network_kwargs=copy.deepcopy(dict(data.get("network_kwargs") or {})), next_stage=data.get("next_stage"),
+            intensity_windows={c: {"b_min": 0.0, "b_max": 1.0, **{k: float(v) for k, v in w.items()}}
+                               for c, w in (data.get("intensity_windows") or {}).items()})
 
     def to_json(self) -> dict:
         """The configuration's JSON (the plans file layout)."""
@@ -135,6 +170,8 @@ class Configuration:
         }
         if self.next_stage is not None:
             out["next_stage"] = self.next_stage
+        if self.intensity_windows:
+            out["intensity_windows"] = {c: {k: w[k] for k in WINDOW_KEYS} for c, w in self.intensity_windows.items()}
         return out
 
 

@@ -4,20 +4,23 @@
 - ZScoreNormalization: per image (x - mean) / std; with `use_mask_for_norm` the statistics and the
   change are restricted to the nonzero mask (seg >= 0), voxels outside stay as they are (0).
 - NoNormalization: cast to float32.
+- FixedWindowNormalization: a fixed intensity window as MONAI `ScaleIntensityRange(a_min, a_max, b_min, b_max,
+  clip=True)` (the MONAI / 3D UX-Net seeds' preprocessing; the window comes from the plans' `intensity_windows`).
 A channel named "CT" (any case) gets CTNormalization, "noNorm" NoNormalization, anything else z-score.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from unetr_pp.utilities.errors import UnetrPPError
 
 EPS = 1e-8
-SCHEMES = ("CTNormalization", "ZScoreNormalization", "NoNormalization")
+SCHEMES = ("CTNormalization", "ZScoreNormalization", "NoNormalization", "FixedWindowNormalization")
 # z-score leaves voxels outside the mask at 0 when the mask is used, so only it may use the mask
-USES_MASK = {"CTNormalization": False, "ZScoreNormalization": True, "NoNormalization": False}
+USES_MASK = {"CTNormalization": False, "ZScoreNormalization": True, "NoNormalization": False,
+             "FixedWindowNormalization": False}
 
 
 def scheme_for_channel(channel_name: str) -> str:
@@ -78,11 +81,28 @@ def _zscore_in_place(image: np.ndarray, mask: np.ndarray | None) -> None:
         np.divide(image, s32, out=image, where=mask)
 
 
+def window_normalize_in_place(image: np.ndarray, window: Mapping[str, float]) -> None:
+    """float32 (z, y, x) in place, as MONAI ScaleIntensityRange: (x - a_min) / (a_max - a_min) * (b_max - b_min)
+    + b_min, clipped to [b_min, b_max]."""
+    image -= np.float32(window["a_min"])
+    image /= np.float32(window["a_max"] - window["a_min"])
+    image *= np.float32(window["b_max"] - window["b_min"])
+    image += np.float32(window["b_min"])
+    np.clip(image, window["b_min"], window["b_max"], out=image)
+
+
 def normalize_in_place(
-    image: np.ndarray, channel: int, scheme: str, mask: np.ndarray | None, intensity_properties: dict
+    image: np.ndarray, channel: int, scheme: str, mask: np.ndarray | None, intensity_properties: dict,
+    intensity_windows: Mapping[str, Mapping[str, float]] | None = None,
 ) -> None:
-    """Normalize one float32 channel (z, y, x) in place with `scheme`; `mask` (bool) restricts z-score."""
-    if scheme == "CTNormalization":
+    """Normalize one float32 channel (z, y, x) in place with `scheme`; `mask` (bool) restricts z-score;
+    `intensity_windows` ({"<channel>": {a_min, a_max, b_min, b_max}}) holds FixedWindowNormalization's windows."""
+    if scheme == "FixedWindowNormalization":
+        window = (intensity_windows or {}).get(str(channel))
+        if window is None:
+            raise UnetrPPError(f"FixedWindowNormalization of channel {channel} needs intensity_windows in the plans")
+        window_normalize_in_place(image, window)
+    elif scheme == "CTNormalization":
         props = intensity_properties.get(str(channel))
         if props is None:
             raise UnetrPPError(f"CTNormalization of channel {channel} needs foreground intensity properties "
@@ -106,6 +126,7 @@ def normalize(
     schemes: Sequence[str],
     use_mask_for_norm: Sequence[bool],
     intensity_properties: dict,
+    intensity_windows: Mapping[str, Mapping[str, float]] | None = None,
 ) -> np.ndarray:
     """Normalize each channel of data (C, z, y, x) -> float32; seg (1, z, y, x) gives the mask (seg >= 0).
 
@@ -115,5 +136,5 @@ def normalize(
     out = np.array(data, dtype=np.float32)
     for c, (scheme, use_mask) in enumerate(zip(schemes, use_mask_for_norm)):
         mask = seg[0] >= 0 if use_mask and seg is not None else None
-        normalize_in_place(out[c], c, scheme, mask, intensity_properties)
+        normalize_in_place(out[c], c, scheme, mask, intensity_properties, intensity_windows)
     return out

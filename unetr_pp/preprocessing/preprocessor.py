@@ -39,6 +39,7 @@ def configuration_signature(plans: Plans, configuration: str) -> str:
         **{key: plans_json[key] for key in ("transpose_forward", "labels")},
         "intensity": plans_json["foreground_intensity_properties_per_channel"],
         **{k: config[k] for k in ("spacing", "normalization_schemes", "use_mask_for_norm", "resampling")},
+        **({"intensity_windows": config["intensity_windows"]} if "intensity_windows" in config else {}),
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -70,7 +71,7 @@ def _normalized_channel(data: np.ndarray, c: int, seg: np.ndarray, config: Confi
     volume = read_npy_owned(data, c).astype(np.float32, copy=False)
     use_mask = config.use_mask_for_norm[c]
     normalize_in_place(volume, c, config.normalization_schemes[c], seg[0] >= 0 if use_mask else None,
-                       plans.foreground_intensity_properties_per_channel)
+                       plans.foreground_intensity_properties_per_channel, config.intensity_windows)
     return volume.transpose(forward)
 
 

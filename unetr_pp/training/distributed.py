@@ -63,20 +63,20 @@ def rank_oversample_percent(global_batch: int, oversample_foreground_percent: fl
     """This rank's foreground-oversampling share so the global batch is oversampled as on one process.
 
     nnU-Net v2 `_set_batch_size_and_oversample`: the samples of the global batch are numbered across ranks
-    (rank 0 first); the last `p` of them are forced to foreground, and each rank gets the fraction of its own
-    samples that falls into that tail.
+    (rank 0 first) and marked forced as one process' loader would (`not i < round(batch * (1 - p))`); a rank
+    wholly before the forced tail gets 0, one wholly inside it 1, else the forced fraction of its own samples.
     """
     if not info.enabled:
         return oversample_foreground_percent
     sizes = [rank_batch_size(global_batch, DistInfo(r, info.world_size)) for r in range(info.world_size)]
-    low = sum(sizes[:info.rank]) / global_batch
-    high = sum(sizes[:info.rank + 1]) / global_batch
+    low, high = sum(sizes[:info.rank]), sum(sizes[:info.rank + 1])
     keep = 1 - oversample_foreground_percent
-    if high < keep:
+    if high / global_batch < keep:
         return 0.0
-    if low > keep:
+    if low / global_batch > keep:
         return 1.0
-    return 1 - (keep - low) / (high - low)
+    forced = [not i < round(global_batch * keep) for i in range(global_batch)]
+    return sum(forced[low:high]) / sizes[info.rank]
 
 
 def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -8,7 +8,7 @@ plane (x, y) -> our spatial axes (1, 2); `RandAffined` rotation about z (their t
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,14 +33,21 @@ def monai_loss(recipe: Recipe) -> torch.nn.Module:
                            smooth_nr=recipe.smooth_nr, smooth_dr=recipe.smooth_dr)
 
 
-def patch_augmentation(recipe: Recipe) -> Compose:
-    """Per-sample MONAI augmentation of {"image": (C, z, y, x), "label": (1, z, y, x)} for the recipe."""
+def patch_augmentation(recipe: Recipe, patch_size: Sequence[int] | None = None) -> Compose:
+    """Per-sample MONAI augmentation of {"image": (C, z, y, x), "label": (1, z, y, x)} for the recipe.
+
+    The seeds' 96^3 patches are cubes; on a patch whose (y, x) plane is not square a 90-degree turn would change
+    the patch shape, so `RandRotate90d` becomes a 180-degree turn (both in-plane axes flipped) with its probability.
+    """
     keys = ["image", "label"]
     if recipe.augmentation == "monai_btcv":
+        square = patch_size is None or patch_size[1] == patch_size[2]
+        rotate = (RandRotate90d(keys, prob=BTCV_PROBS["rot90"], max_k=3, spatial_axes=(1, 2)) if square
+                  else RandFlipd(keys, prob=BTCV_PROBS["rot90"], spatial_axis=(1, 2)))
         return Compose([RandFlipd(keys, prob=BTCV_PROBS["flip"], spatial_axis=0),
                         RandFlipd(keys, prob=BTCV_PROBS["flip"], spatial_axis=1),
                         RandFlipd(keys, prob=BTCV_PROBS["flip"], spatial_axis=2),
-                        RandRotate90d(keys, prob=BTCV_PROBS["rot90"], max_k=3, spatial_axes=(1, 2)),
+                        rotate,
                         RandScaleIntensityd("image", factors=0.1, prob=BTCV_PROBS["scale"]),
                         RandShiftIntensityd("image", offsets=0.1, prob=BTCV_PROBS["shift"])])
     if recipe.augmentation == "uxnet":
@@ -50,9 +57,9 @@ def patch_augmentation(recipe: Recipe) -> Compose:
     raise UnetrPPError(f"recipe {recipe.name}: augmentation {recipe.augmentation!r} is not a MONAI one")
 
 
-def batch_augmenter(recipe: Recipe, seed: int) -> Callable[[dict], dict]:
+def batch_augmenter(recipe: Recipe, seed: int, patch_size: Sequence[int] | None = None) -> Callable[[dict], dict]:
     """Apply `patch_augmentation` to every sample of a loader batch {"data": (B, C, *S), "target": [(B, 1, *S)]}."""
-    transform = patch_augmentation(recipe)
+    transform = patch_augmentation(recipe, patch_size)
     transform.set_random_state(seed=seed % 2 ** 32)
 
     def augment(batch: dict) -> dict:

@@ -15,6 +15,7 @@ from unetr_pp.utilities.errors import UnetrPPError
 RECIPE_CHOICES = ("nnunet", "seed")
 SCHEDULES = ("poly", "warmup_cosine", "constant")
 AUGMENTATIONS = ("nnunet", "monai_btcv", "uxnet")
+SEED_FOLDER_SUFFIX = "-seed"
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,10 @@ UNETR_BTCV = Recipe(
 
 SWIN_UNETR_BTCV = replace(
     UNETR_BTCV, name="swin_unetr_btcv",
-    source="Project-MONAI/research-contributions SwinUNETR/BTCV/main.py + utils/data_utils.py "
-           "(same optimizer, schedule, loss and transforms as UNETR/BTCV; feature_size 48)")
+    source="Project-MONAI/research-contributions SwinUNETR/BTCV/main.py @7ee663e + utils/data_utils.py @683de59 "
+           "+ trainer.py @38d76f2 (as UNETR/BTCV, but DiceCELoss(to_onehot_y, softmax) with MONAI's default "
+           "smoothing unless --squared_dice; feature_size 48)",
+    squared_pred=False, smooth_nr=1e-5, smooth_dr=1e-5)
 
 UXNET = Recipe(
     name="uxnet", source="MASILab/3DUX-Net main_train.py @9ff8779 + load_datasets_transforms.py @b83f3be",
@@ -101,11 +104,26 @@ def check_schedule(schedule: str) -> str:
     return schedule
 
 
-def resolve_recipe(choice: str, seed_recipe: str | None, trainer: str, regions: bool) -> Recipe:
-    """The recipe a trainer trains with for `--recipe nnunet|seed`; a seed recipe that does not fit -> error."""
+def check_recipe_choice(choice: str) -> str:
+    """`choice` if it is nnunet or seed, else one clear error naming the option and the allowed values."""
     if choice not in RECIPE_CHOICES:
         raise UnetrPPError(f"--recipe {choice!r}: allowed values are {', '.join(RECIPE_CHOICES)}")
-    if choice == "nnunet":
+    return choice
+
+
+def selected_recipe_name(choice: str, seed_recipe: str | None) -> str:
+    """Name of the recipe `--recipe choice` selects for a trainer with `seed_recipe` (fit to the task not checked)."""
+    return seed_recipe if check_recipe_choice(choice) == "seed" and seed_recipe else NNUNET.name
+
+
+def results_trainer_name(trainer: str, recipe_name: str) -> str:
+    """Trainer part of the results folder: `<trainer>` under the common recipe, `<trainer>-seed` under a seed's own."""
+    return trainer if recipe_name == NNUNET.name else f"{trainer}{SEED_FOLDER_SUFFIX}"
+
+
+def resolve_recipe(choice: str, seed_recipe: str | None, trainer: str, regions: bool) -> Recipe:
+    """The recipe a trainer trains with for `--recipe nnunet|seed`; a seed recipe that does not fit -> error."""
+    if check_recipe_choice(choice) == "nnunet":
         return NNUNET
     if seed_recipe is None:
         raise UnetrPPError(f"--recipe seed: trainer {trainer} has no seed recipe; allowed values for it: nnunet")
@@ -114,3 +132,14 @@ def resolve_recipe(choice: str, seed_recipe: str | None, trainer: str, regions: 
         raise UnetrPPError(f"--recipe seed: the {recipe.name} recipe trains softmax labels (MONAI DiceCELoss), "
                            f"but this task has regions; allowed values for it: nnunet")
     return recipe
+
+
+def comparison_recipe(choice: str, seed_recipe: str | None, trainer: str, regions: bool) -> tuple[Recipe, str | None]:
+    """(recipe, why not the seed's) for `unetr_pp_compare --recipe`: the seed's recipe where it fits the task,
+    else the common nnunet recipe and resolve_recipe's reason."""
+    try:
+        return resolve_recipe(choice, seed_recipe, trainer, regions), None
+    except UnetrPPError as err:
+        if choice != "seed":
+            raise
+        return NNUNET, str(err).removeprefix("--recipe seed: ")

@@ -24,8 +24,8 @@ from unetr_pp.training.checkpoints import (find_resume_checkpoint, load_pretrain
 from unetr_pp.training.data import LoaderSettings, fold_cases, load_or_create_splits, make_loaders
 from unetr_pp.training.losses import hard_counts, pseudo_dice
 from unetr_pp.training.progress import TrainingLog, empty_plot_stuff, plot_progress
-from unetr_pp.training.recipe_hooks import monai_augmenter, recipe_loss
-from unetr_pp.training.recipes import RECIPE_CHOICES, check_schedule, resolve_recipe
+from unetr_pp.training.recipe_hooks import monai_augmenter, recipe_loss, seed_preprocessing_warning
+from unetr_pp.training.recipes import check_recipe_choice, check_schedule, resolve_recipe
 from unetr_pp.training.schedule import lr_at, set_lr
 from unetr_pp.utilities.device import resolve_device
 from unetr_pp.utilities.errors import UnetrPPError
@@ -64,8 +64,7 @@ class TrainingOptions:
             raise UnetrPPError(f"--lr must be a number > 0, got {self.lr}")
         if self.lr_schedule is not None:
             check_schedule(self.lr_schedule)
-        if self.recipe not in RECIPE_CHOICES:
-            raise UnetrPPError(f"--recipe {self.recipe!r}: allowed values are {', '.join(RECIPE_CHOICES)}")
+        check_recipe_choice(self.recipe)
 
 
 @dataclass
@@ -168,7 +167,7 @@ class Trainer:
     def build_loss(self, n_outputs: int) -> nn.Module:
         """The recipe's loss, wrapped for deep supervision (nnU-Net batch-Dice rule and DS mask)."""
         return recipe_loss(self.recipe, self.regions, self.setup.configuration, list(self.plans.configurations),
-                           n_outputs, self.deep_supervision_mask_lowest and not self.seed_run, self.dist.enabled)
+                           n_outputs, self.deep_supervision_mask_lowest, self.dist.enabled)
 
     def _clip(self) -> None:
         clip = self.recipe.grad_clip if self.seed_run else self.grad_clip
@@ -245,7 +244,7 @@ class Trainer:
             regions=self.plans.region_label_sets)
         self.train_loader, self.val_loader = make_loaders(self.setup.data_folder, self.train_ids, self.val_ids,
                                                           self.config, settings)
-        self.augment = monai_augmenter(self.recipe, self.seed, self.dist.rank)
+        self.augment = monai_augmenter(self.recipe, self.seed, self.dist.rank, self.config.patch_size)
         self._log_setup(settings)
 
     def _log_setup(self, settings: LoaderSettings) -> None:
@@ -253,8 +252,11 @@ class Trainer:
         self.log(f"trainer {self.name} (network {self.network_name}), task {self.setup.task}, fold {self.setup.fold}, "
                  f"configuration {self.setup.configuration}, plans {self.setup.plans_identifier}")
         self.log(f"device {self.device}, AMP {self.amp}, processes {self.dist.world_size}, seed {self.seed}, "
-                 f"deterministic {self.options.deterministic}, optimizer {self.options.optimizer} lr {self.base_lr}")
+                 f"deterministic {self.options.deterministic}, optimizer {type(self.optimizer).__name__} lr {self.base_lr}")
         self.log(f"recipe {self.recipe.name} ({self.recipe.source}), lr schedule {self.lr_schedule}")
+        warning = seed_preprocessing_warning(self.recipe, self.config) if self.seed_run else None
+        if warning:
+            self.log(warning)
         self.log(f"patch {list(settings.patch_size)}, batch {self.global_batch_size} "
                  f"({settings.batch_size} per process), deep supervision scales {settings.deep_supervision_scales}")
         self.log(f"network parameters {params:,}; {len(self.train_ids)} training / "
