@@ -413,7 +413,7 @@ class Trainer:
     def release_training_state(self) -> None:
         """Free what only training needs (optimizer state, gradients) once the final checkpoint is written.
 
-        The final validation then reuses that memory instead of growing the process beyond it.
+        The final validation can then reuse that memory instead of growing the process beyond it.
         """
         optimizer = getattr(self, "optimizer", None)
         if optimizer is not None:
