@@ -101,24 +101,30 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="augmentation workers (-npda)")
     parser.add_argument("--interval", type=float, default=0.2)
     parser.add_argument("--label", default="")
+    parser.add_argument("--max_gib", type=float, default=6.0,
+                        help="stop the run (and report the peaks so far) once the trainer's RSS exceeds this")
+    parser.add_argument("--val_disable_tta", action="store_true", help="passed to unetr_pp_train")
     args = parser.parse_args()
     task = resolve_task(args.task)
     identifier = bench_plans(task, args.patch, args.batch)
     cmd = [sys.executable, "-m", "unetr_pp.cli.train", "3d_fullres", args.trainer, task, "0", "-p", identifier,
            "--epochs", str(args.epochs), "--iters_per_epoch", str(args.iters), "--val_iters", str(args.val_iters),
-           "-npda", str(args.processes), "--seed", "0"]
+           "-npda", str(args.processes), "--seed", "0"] + (["--val_disable_tta"] if args.val_disable_tta else [])
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peaks = [0, 0, 0, 0]
+    peaks, stopped = [0, 0, 0, 0], False
     while proc.poll() is None:
         for i, value in enumerate(sample_tree(proc.pid)):
             peaks[i] = max(peaks[i], value)
+        if peaks[0] > args.max_gib * 2 ** 20 and not stopped:
+            proc.terminate()
+            stopped = True
         time.sleep(args.interval)
     err = proc.stderr.read()
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not stopped:
         sys.exit(f"training failed ({proc.returncode}):\n{err[-3000:]}")
     main_rss, tree_rss, tree_pss, processes = (v / 2 ** 20 for v in peaks)
-    print(json.dumps({"label": args.label, "command": " ".join(cmd[1:]), "seconds": round(time.perf_counter() - start),
+    print(json.dumps({"label": args.label, "stopped_above_max_gib": stopped, "command": " ".join(cmd[1:]), "seconds": round(time.perf_counter() - start),
                       "main_peak_rss_gib": round(main_rss, 2), "tree_peak_rss_gib": round(tree_rss, 2),
                       "tree_peak_pss_gib": round(tree_pss, 2), "max_processes": peaks[3],
                       "tree_rss_over_main": round(tree_rss / main_rss, 2),

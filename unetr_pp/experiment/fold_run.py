@@ -42,12 +42,14 @@ def final_validation(trainer: Trainer) -> dict:
 
 
 def train_fold(trainer: Trainer) -> None:
-    """Initialize and train the fold, then validate it on the main process; data loader workers always stop."""
+    """Initialize and train the fold, free the training state, then validate it on the main process; data loader
+    workers always stop."""
     try:
         trainer.initialize()
         trainer.run_training()
     finally:
         trainer.close()
+    trainer.release_training_state()
     if trainer.dist.is_main:
         final_validation(trainer)
     distributed.cleanup(trainer.dist)

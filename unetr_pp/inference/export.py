@@ -22,20 +22,29 @@ from unetr_pp.utilities.errors import UnetrPPError
 from unetr_pp.utilities.files import atomic_path, save_json
 
 PROBABILITY_ORDER = 1  # linear in-plane; the separate axis (if any) uses nearest, as nnU-Net's export
+LABEL_SLAB_VOXELS = 2 ** 18  # voxels per argmax slab (bounds its int64 index buffer)
 
 
 def probabilities_to_labels(probabilities: np.ndarray, regions_class_order: Sequence[int] | None) -> np.ndarray:
-    """(K, z, y, x) -> (z, y, x) labels: argmax, or for regions each sigmoid > 0.5 writes its label in order."""
+    """(K, z, y, x) -> (z, y, x) labels: argmax, or for regions each sigmoid > 0.5 writes its label in order.
+
+    uint8 (uint16 when a label exceeds 255); the argmax runs slab by slab along z, so no int64 volume is made.
+    """
     if regions_class_order is None:
-        labels = probabilities.argmax(0)
+        dtype = np.uint8 if probabilities.shape[0] <= 256 else np.uint16
+        labels = np.empty(probabilities.shape[1:], dtype=dtype)
+        step = max(1, LABEL_SLAB_VOXELS // max(1, int(np.prod(probabilities.shape[2:]))))
+        for z in range(0, labels.shape[0], step):
+            labels[z : z + step] = probabilities[:, z : z + step].argmax(0)
     else:
         if len(regions_class_order) != probabilities.shape[0]:
             raise UnetrPPError(f"regions_class_order {list(regions_class_order)} has {len(regions_class_order)} "
                                f"entries but the network predicts {probabilities.shape[0]} regions")
-        labels = np.zeros(probabilities.shape[1:], dtype=np.int64)
+        dtype = np.uint8 if max(regions_class_order, default=0) < 256 else np.uint16
+        labels = np.zeros(probabilities.shape[1:], dtype=dtype)
         for region, label in zip(probabilities, regions_class_order):
             labels[region > 0.5] = label
-    return labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16)
+    return labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16, copy=False)
 
 
 def _uncrop(array: np.ndarray, properties: dict, background: np.ndarray | None = None) -> np.ndarray:

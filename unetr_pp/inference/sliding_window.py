@@ -25,6 +25,8 @@ Network = Callable[[torch.Tensor], torch.Tensor]
 ACCUMULATE_CHOICES = ("auto", "device", "cpu")
 # Fraction of the free device memory the accumulators may take when accumulate="auto".
 DEVICE_MEMORY_FRACTION = 0.5
+# Values (K x voxels) per slab when the softmax is written back into the logits (bounds its temporary buffer).
+NONLINEARITY_SLAB_VALUES = 2 ** 20
 
 
 @dataclass(frozen=True)
@@ -186,5 +188,19 @@ def predict_probabilities(networks: Sequence[Network], data: np.ndarray | torch.
         total = logits if total is None else total.add_(logits)
     if len(networks) > 1:
         total.div_(len(networks))
-    probs = torch.sigmoid(total) if regions else torch.softmax(total, dim=0)
-    return probs.cpu().numpy().astype(dtype, copy=False)
+    probabilities_in_place(total, regions)
+    return total.cpu().numpy().astype(dtype, copy=False)
+
+
+def probabilities_in_place(logits: torch.Tensor, regions: bool) -> torch.Tensor:
+    """(K, z, y, x) logits -> sigmoid (regions) or softmax over K, written into `logits` slab by slab along z.
+
+    Equal to `torch.sigmoid` / `torch.softmax(dim=0)`; no second full-volume buffer is allocated.
+    """
+    if regions:
+        return logits.sigmoid_()
+    step = max(1, NONLINEARITY_SLAB_VALUES // max(1, math.prod(logits.shape[:1] + logits.shape[2:])))
+    for z in range(0, logits.shape[1], step):
+        slab = logits[:, z : z + step]
+        slab.copy_(torch.softmax(slab, dim=0))
+    return logits

@@ -276,8 +276,8 @@ def resample_data_or_seg(
         raise ValueError(f"new_shape must have 3 entries, got {new_shape}")
     if tuple(data.shape[1:]) == new_shape:
         return data if is_seg else data.astype(np.float32, copy=False)
-    channels = []
-    for channel in data:
+    out_all = np.empty((len(data),) + new_shape, dtype=data.dtype if is_seg else np.float32)
+    for c, channel in enumerate(data):
         if axis is None:
             out = _resize_segmentation(channel, new_shape, order) if is_seg else _zoom(channel, new_shape, order)
         else:
@@ -289,8 +289,9 @@ def resample_data_or_seg(
             else:
                 out = _zoom(channel, plane_shape, order, plane)
                 out = _zoom(out, new_shape, order_z, [axis], clip=False)
-        channels.append(out)
-    return np.stack(channels)
+        out_all[c] = out
+        del out
+    return out_all
 
 
 def resample_to_spacing(

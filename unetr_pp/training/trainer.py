@@ -412,6 +412,17 @@ class Trainer:
             raise UnetrPPError(f"{path}: not found; train the fold first (or continue it with -c)")
         self.network.load_state_dict(read_checkpoint(path).content["state_dict"])
 
+    def release_training_state(self) -> None:
+        """Free what only training needs (optimizer state, gradients) once the final checkpoint is written.
+
+        The final validation can then reuse that memory instead of growing the process beyond it.
+        """
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None:
+            optimizer.state.clear()
+        if self.network is not None:
+            self.network.zero_grad(set_to_none=True)
+
     def close(self) -> None:
         """Stop the data loader workers."""
         for loader in (getattr(self, "train_loader", None), getattr(self, "val_loader", None)):
